@@ -1,0 +1,1 @@
+"""DiffAE Studio: Diffusion Autoencoders (Preechakul et al., CVPR 2022) for face editing."""
