@@ -1,0 +1,478 @@
+"""Checkpoint I/O: safe reading of the official Lightning files and our safetensors bundles.
+
+Official `last.ckpt` files are PyTorch Lightning 1.4.5 checkpoints. Their pickle refers to
+one foreign class (Lightning's ModelCheckpoint, as a dict key of `callbacks`), so we load
+with `weights_only=True` and allow exactly that name, bound to a harmless stand-in. Any
+other global (a pickle that would run code) is refused.
+
+A bundle is a folder:
+    config.json                 ModelConfig + format tag
+    autoencoder.safetensors     EMA weights of encoder + decoder UNet (official key names)
+    latent_net.safetensors      EMA latent DPM (optional) with `z_mean`/`z_std` it normalises by
+    classifiers/*.safetensors   attribute classifier artefacts (optional)
+    README.md                   model card
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .classifier import CELEBA_ATTRIBUTES, AttributeClassifier, ClassifierError
+from .config import AutoencoderConfig, LatentNetConfig, ModelConfig, preset
+
+BUNDLE_FORMAT = "diffae-studio-bundle"
+BUNDLE_VERSION = 1
+_LIGHTNING_CALLBACK = "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"
+# The latent net registers one Linear twice; the second name is an alias of `linear_emb`.
+_ALIAS = re.compile(r"^(latent_net\.layers\.\d+\.)cond_layers\.1\.(weight|bias)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or bundle cannot be used; the message names the file and the problem."""
+
+
+class _LightningModelCheckpoint:
+    """Inert stand-in for Lightning's ModelCheckpoint class; never instantiated."""
+
+
+# --------------------------------------------------------------------------- official files
+
+
+def read_official(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an official Lightning checkpoint without running any code from it.
+
+    Returns its top-level dict (`state_dict`, `hyper_parameters`, `global_step`, ...).
+    Tensors are memory-mapped, so a 2 GB file does not take 2 GB of RAM.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (expected a zip-format .ckpt/.pt file; "
+            "truncated download or wrong file?)"
+        )
+    allowed = [(_LightningModelCheckpoint, _LIGHTNING_CALLBACK)]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = found.group(1) if found else "an object outside the allowed set"
+        raise CheckpointError(
+            f"{path}: refused, its pickle refers to {what}, which loading would execute; "
+            "official DiffAE checkpoints contain only tensors and Lightning's ModelCheckpoint"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint (truncated or corrupt?): {first}"
+        ) from None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{path}: expected a dict at the top level, found {type(state).__name__}"
+        )
+    if "state_dict" not in state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        # A plain state_dict (community copies on the Hub): treat it as the state_dict.
+        state = {"state_dict": dict(state)}
+    if "state_dict" not in state:
+        raise CheckpointError(f"{path}: no 'state_dict' inside; keys are {sorted(state)[:8]}")
+    return dict(state)
+
+
+def _hparams_config(hparams: Mapping[str, Any], name: str) -> ModelConfig | None:
+    """Rebuild the architecture from stored hyper-parameters (a plain dict in the releases)."""
+    conf = hparams.get("model_conf")
+    if isinstance(conf, Mapping) and "model_channels" in conf:
+        auto = AutoencoderConfig(
+            image_size=conf["image_size"],
+            in_channels=conf.get("in_channels", 3),
+            out_channels=conf.get("out_channels", 3),
+            model_channels=conf["model_channels"],
+            channel_mult=tuple(conf["channel_mult"]),
+            num_res_blocks=conf["num_res_blocks"],
+            attention_resolutions=tuple(conf["attention_resolutions"]),
+            encoder_channel_mult=tuple(conf.get("enc_channel_mult") or conf["channel_mult"]),
+            encoder_num_res_blocks=conf.get("enc_num_res_block", 2),
+            encoder_attention_resolutions=conf.get("enc_attn_resolutions"),
+            num_heads=conf.get("num_heads", 1),
+            time_embed_channels=conf["embed_channels"],
+            z_sem_channels=conf.get("enc_out_channels", 512),
+            dropout=conf.get("dropout", 0.1),
+            resblock_updown=conf.get("resblock_updown", True),
+        )
+        lat = conf.get("latent_net_conf")
+    elif "net_ch" in hparams and "img_size" in hparams:
+        auto = AutoencoderConfig(
+            image_size=hparams["img_size"],
+            model_channels=hparams["net_ch"],
+            channel_mult=tuple(hparams["net_ch_mult"]),
+            num_res_blocks=hparams.get("net_num_res_blocks", 2),
+            attention_resolutions=tuple(hparams.get("net_attn", (16,))),
+            encoder_channel_mult=tuple(
+                hparams.get("net_enc_channel_mult") or hparams["net_ch_mult"]
+            ),
+            encoder_num_res_blocks=hparams.get("net_enc_num_res_blocks", 2),
+            encoder_attention_resolutions=hparams.get("net_enc_attn"),
+            num_heads=hparams.get("net_beatgans_attn_head", 1),
+            time_embed_channels=hparams.get("net_beatgans_embed_channels", 512),
+            z_sem_channels=hparams.get("style_ch", 512),
+            dropout=hparams.get("dropout", 0.1),
+            resblock_updown=hparams.get("net_resblock_updown", True),
+        )
+        lat = None
+        if "net_latent_layers" in hparams:
+            lat = {
+                "num_channels": hparams.get("style_ch", 512),
+                "skip_layers": hparams.get("net_latent_skip_layers"),
+                "num_hid_channels": hparams.get("net_latent_num_hid_channels", 2048),
+                "num_layers": hparams["net_latent_layers"],
+                "num_time_emb_channels": hparams.get("net_latent_time_emb_channels", 64),
+                "use_norm": hparams.get("net_latent_use_norm", True),
+                "condition_bias": hparams.get("net_latent_condition_bias", 1),
+                "dropout": hparams.get("net_latent_dropout", 0),
+            }
+    else:
+        return None
+    latent = None
+    if isinstance(lat, Mapping):
+        latent = LatentNetConfig(
+            num_channels=lat["num_channels"],
+            num_hid_channels=lat["num_hid_channels"],
+            num_layers=lat["num_layers"],
+            skip_layers=tuple(lat["skip_layers"]),
+            use_norm=bool(lat["use_norm"]),
+            condition_bias=float(lat["condition_bias"]),
+            time_emb_channels=lat["num_time_emb_channels"],
+            dropout=float(lat.get("dropout") or 0.0),
+        )
+    return ModelConfig(
+        name=name,
+        autoencoder=auto,
+        latent_net=latent,
+        default_render_steps=int(hparams.get("T_eval", 20)),
+        default_latent_steps=int(hparams.get("latent_T_eval", 20)),
+    )
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """What an official autoencoder checkpoint holds for inference."""
+
+    config: ModelConfig
+    autoencoder: dict[str, torch.Tensor]
+    latent_net: dict[str, torch.Tensor] | None
+    z_mean: torch.Tensor | None  # (512,) the latent DPM's normalisation
+    z_std: torch.Tensor | None
+    global_step: int | None
+
+
+def official_to_ours(key: str) -> str:
+    """Our parameter name for an official `model.`/`ema_model.`-stripped key."""
+    alias = _ALIAS.match(key)
+    if alias:
+        return f"{alias.group(1)}linear_emb.{alias.group(2)}"
+    return key
+
+
+def split_official_state_dict(
+    state_dict: Mapping[str, torch.Tensor], *, use_ema: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(autoencoder, latent_net) tensors under our names, from one branch (EMA by default).
+
+    Aliased latent keys must hold the same values as the name they alias.
+    """
+    prefix = "ema_model." if use_ema else "model."
+    autoencoder: dict[str, torch.Tensor] = {}
+    latent: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        name = official_to_ours(key[len(prefix) :])
+        target = latent if name.startswith("latent_net.") else autoencoder
+        if name.startswith("latent_net."):
+            name = name[len("latent_net.") :]
+        if name in target:
+            if not torch.equal(target[name], tensor):
+                raise CheckpointError(f"aliased keys for {prefix}{name} hold different values")
+            continue
+        target[name] = tensor
+    return autoencoder, latent
+
+
+def load_official(
+    path: str | os.PathLike, *, config: ModelConfig | str | None = None, use_ema: bool = True
+) -> OfficialWeights:
+    """Read an official autoencoder(+latent) checkpoint into our names and config.
+
+    The architecture comes from `config` when given (a ModelConfig or preset name), else
+    from the checkpoint's stored hyper-parameters, else from the checkpoint folder's name
+    when it is a preset name (e.g. checkpoints/ffhq256_autoenc/last.ckpt).
+    """
+    path = Path(path)
+    state = read_official(path)
+    sd = state["state_dict"]
+    name = path.parent.name if path.name == "last.ckpt" else path.stem
+    if isinstance(config, str):
+        config = preset(config)
+    if config is None:
+        hparams = state.get("hyper_parameters") or {}
+        config = (
+            _hparams_config(hparams, hparams.get("name", name))
+            if isinstance(hparams, Mapping)
+            else None
+        )
+    if config is None:
+        try:
+            config = preset(name)
+        except ValueError:
+            raise CheckpointError(
+                f"{path}: no stored hyper-parameters to rebuild the architecture from; pass a "
+                "preset, e.g. config='ffhq256_autoenc_latent'"
+            ) from None
+    autoencoder, latent = split_official_state_dict(sd, use_ema=use_ema)
+    if not autoencoder:
+        raise CheckpointError(
+            f"{path}: no '{'ema_model' if use_ema else 'model'}.*' weights; is this a classifier "
+            "checkpoint? Load those with load_official_classifier()"
+        )
+    if latent and config.latent_net is None:
+        # Enum fields are missing from stored hparams; the keys tell us a latent net exists.
+        raise CheckpointError(
+            f"{path}: holds a latent DPM but its config does not describe one; pass a *_latent preset"
+        )
+    if not latent and config.latent_net is not None:
+        config = config.replace(latent_net=None)
+    z_mean = z_std = None
+    if latent:
+        if "conds_mean" not in sd or "conds_std" not in sd:
+            raise CheckpointError(f"{path}: latent DPM without its conds_mean/conds_std statistics")
+        z_mean, z_std = sd["conds_mean"].reshape(-1).float(), sd["conds_std"].reshape(-1).float()
+    return OfficialWeights(
+        config=config,
+        autoencoder=autoencoder,
+        latent_net=latent or None,
+        z_mean=z_mean,
+        z_std=z_std,
+        global_step=state.get("global_step"),
+    )
+
+
+def load_official_classifier(
+    path: str | os.PathLike, *, use_ema: bool = False
+) -> AttributeClassifier:
+    """The official ffhq256_autoenc_cls checkpoint as a classifier artefact.
+
+    The released manipulation recipe uses the non-EMA `classifier.*` weights with the
+    classifier's own conds_mean/conds_std, so that is the default.
+    """
+    path = Path(path)
+    sd = read_official(path)["state_dict"]
+    prefix = "ema_classifier." if use_ema else "classifier."
+    needed = [f"{prefix}weight", f"{prefix}bias", "conds_mean", "conds_std"]
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise CheckpointError(f"{path}: not an attribute-classifier checkpoint, missing {missing}")
+    weight = sd[f"{prefix}weight"].float()
+    names = (
+        CELEBA_ATTRIBUTES
+        if weight.shape[0] == len(CELEBA_ATTRIBUTES)
+        else tuple(f"attribute_{i}" for i in range(weight.shape[0]))
+    )
+    try:
+        return AttributeClassifier(
+            attribute_names=names,
+            weight=weight.clone(),
+            bias=sd[f"{prefix}bias"].float().clone(),
+            z_mean=sd["conds_mean"].reshape(-1).float().clone(),
+            z_std=sd["conds_std"].reshape(-1).float().clone(),
+            source=f"official DiffAE classifier {path.name}",
+        )
+    except ClassifierError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- state dict checks
+
+
+def check_state_dict(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], *, source: str
+) -> None:
+    """Raise CheckpointError naming missing/unexpected keys and shape mismatches."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:4])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:3])})")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the configured model: " + "; ".join(problems))
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def save_bundle(
+    directory: str | os.PathLike,
+    config: ModelConfig,
+    autoencoder: Mapping[str, torch.Tensor],
+    *,
+    latent_net: Mapping[str, torch.Tensor] | None = None,
+    z_mean: torch.Tensor | None = None,
+    z_std: torch.Tensor | None = None,
+    classifiers: Mapping[str, AttributeClassifier] | None = None,
+    model_card: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write a bundle folder (see module docstring). Tensors are stored in `dtype`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def prepared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+
+    save_file(
+        prepared(autoencoder), str(directory / "autoencoder.safetensors"), {"format": BUNDLE_FORMAT}
+    )
+    if latent_net is not None:
+        if z_mean is None or z_std is None:
+            raise ValueError("a latent DPM needs the z_mean/z_std it was trained with")
+        tensors = prepared(latent_net)
+        tensors["z_mean"] = z_mean.detach().reshape(-1).float().contiguous()
+        tensors["z_std"] = z_std.detach().reshape(-1).float().contiguous()
+        save_file(tensors, str(directory / "latent_net.safetensors"), {"format": BUNDLE_FORMAT})
+    for name, classifier in (classifiers or {}).items():
+        classifier.save(directory / "classifiers" / f"{name}.safetensors")
+    meta = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "model": config.to_dict()}
+    (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if model_card is not None:
+        (directory / "README.md").write_text(model_card)
+    return directory
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle read from disk (tensors loaded, networks not yet built)."""
+
+    path: Path
+    config: ModelConfig
+    autoencoder: dict[str, torch.Tensor]
+    latent_net: dict[str, torch.Tensor] | None
+    z_mean: torch.Tensor | None
+    z_std: torch.Tensor | None
+    classifiers: dict[str, AttributeClassifier]
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise CheckpointError(f"{path}: unreadable safetensors file (truncated?): {exc}") from None
+
+
+def read_bundle_config(directory: str | os.PathLike) -> ModelConfig:
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{directory}: not a DiffAE Studio bundle (no config.json); convert an official "
+            "checkpoint with `python -m diffae_app convert CKPT OUT_DIR`"
+        )
+    try:
+        meta = json.loads(config_path.read_text())
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise CheckpointError(
+                f"{config_path}: format is {meta.get('format')!r}, not {BUNDLE_FORMAT!r}"
+            )
+        return ModelConfig.from_dict(meta["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{config_path}: malformed bundle config: {exc}") from None
+
+
+def read_bundle(directory: str | os.PathLike) -> Bundle:
+    directory = Path(directory)
+    config = read_bundle_config(directory)
+    auto_path = directory / "autoencoder.safetensors"
+    if not auto_path.is_file():
+        raise CheckpointError(f"{directory}: bundle lacks autoencoder.safetensors")
+    autoencoder = _read_safetensors(auto_path)
+    latent = z_mean = z_std = None
+    latent_path = directory / "latent_net.safetensors"
+    if latent_path.is_file():
+        latent = _read_safetensors(latent_path)
+        z_mean, z_std = latent.pop("z_mean", None), latent.pop("z_std", None)
+        if z_mean is None or z_std is None:
+            raise CheckpointError(f"{latent_path}: lacks the z_mean/z_std statistics")
+    if (latent is None) != (config.latent_net is None):
+        raise CheckpointError(
+            f"{directory}: config.json and latent_net.safetensors disagree on whether a latent DPM exists"
+        )
+    classifiers = {}
+    for path in sorted((directory / "classifiers").glob("*.safetensors")):
+        try:
+            classifiers[path.stem] = AttributeClassifier.load(path)
+        except ClassifierError as exc:
+            raise CheckpointError(str(exc)) from None
+    return Bundle(directory, config, autoencoder, latent, z_mean, z_std, classifiers)
+
+
+def resolve_bundle_path(
+    name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None
+) -> Path:
+    """A local bundle folder, or a Hub repo id fetched (or found in the cache) via huggingface_hub.
+
+    Honours HF_HUB_OFFLINE: offline, only what is in the cache is used.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: expected a bundle folder, got a file")
+        return path
+    text = str(name_or_path)
+    if text.count("/") != 1 or text.startswith((".", "/")):
+        raise CheckpointError(
+            f"{text}: no such folder, and not a Hub repo id of the form 'owner/name'"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id=text,
+                revision=revision,
+                cache_dir=cache_dir,
+                allow_patterns=["config.json", "*.safetensors", "classifiers/*", "README.md"],
+            )
+        )
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"{text}: not in the local Hugging Face cache and the Hub cannot be reached "
+            "(offline?); download it once online or pass a local folder"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{text}: cannot fetch from the Hub: {exc}") from None

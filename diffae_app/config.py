@@ -1,0 +1,196 @@
+"""Typed, frozen configurations for every network and noise schedule.
+
+A config is the single source of truth for a module's shape: the module is built from it,
+and `to_dict`/`from_dict` are what `config.json` in a bundle holds. Field names are ours;
+the official `TrainConfig` name each one replaces is given beside it so DiffAE users can
+map their templates (https://github.com/phizaz/diffae, `templates*.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _tuple(value: Any) -> tuple:
+    return tuple(value) if value is not None else ()
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The semantic encoder plus the conditional (BeatGANs) decoder UNet.
+
+    Defaults are those of the released FFHQ256 autoencoder.
+    """
+
+    image_size: int = 256  # img_size
+    in_channels: int = 3
+    out_channels: int = 3
+    model_channels: int = 128  # net_ch: channels at the first level
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)  # net_ch_mult (decoder UNet)
+    num_res_blocks: int = 2  # net_num_res_blocks; the decoder uses one more per level
+    attention_resolutions: tuple[int, ...] = (16,)  # net_attn, in pixels
+    encoder_channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4, 4)  # net_enc_channel_mult
+    encoder_num_res_blocks: int = 2  # net_enc_num_res_blocks
+    encoder_attention_resolutions: tuple[int, ...] | None = None  # net_enc_attn; None: as decoder
+    num_heads: int = 1  # net_beatgans_attn_head
+    # Width of the time embedding MLP (net_beatgans_embed_channels). Separate from the z_sem
+    # width: the official tiny reference checkpoints use 64 here and 512 for z_sem.
+    time_embed_channels: int = 512
+    z_sem_channels: int = 512  # style_ch: size of the semantic code and its ResBlock input
+    dropout: float = 0.1
+    resblock_updown: bool = True  # net_resblock_updown: resample inside ResBlocks
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mult", _tuple(self.channel_mult))
+        object.__setattr__(self, "attention_resolutions", _tuple(self.attention_resolutions))
+        object.__setattr__(self, "encoder_channel_mult", _tuple(self.encoder_channel_mult))
+        if self.encoder_attention_resolutions is not None:
+            object.__setattr__(
+                self, "encoder_attention_resolutions", _tuple(self.encoder_attention_resolutions)
+            )
+        levels = max(len(self.channel_mult), len(self.encoder_channel_mult))
+        if self.image_size % (2 ** (levels - 1)):
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by 2^{levels - 1}, "
+                f"which {levels} resolution levels need"
+            )
+
+    @property
+    def encoder_attention(self) -> tuple[int, ...]:
+        if self.encoder_attention_resolutions is None:
+            return self.attention_resolutions
+        return self.encoder_attention_resolutions
+
+
+@dataclass(frozen=True)
+class LatentNetConfig:
+    """The latent DPM's MLP with skip inputs ('skip' net of the official code).
+
+    Defaults are those of the released FFHQ256 latent DPM.
+    """
+
+    num_channels: int = 512  # style_ch: the z_sem width it denoises
+    num_hid_channels: int = 2048  # net_latent_num_hid_channels
+    num_layers: int = 10  # net_latent_layers
+    skip_layers: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)  # net_latent_skip_layers
+    use_norm: bool = True  # net_latent_use_norm: LayerNorm after the time modulation
+    condition_bias: float = 1.0  # net_latent_condition_bias: h * (bias + scale(t))
+    time_emb_channels: int = 64  # net_latent_time_emb_channels
+    dropout: float = 0.0  # net_latent_dropout
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip_layers", _tuple(self.skip_layers))
+        if self.num_layers < 2:
+            raise ValueError("the latent net needs at least 2 layers")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The training-time noise schedule; samplers respace it to `num_steps` at call time."""
+
+    num_timesteps: int = 1000  # T
+    beta_schedule: str = "linear"  # 'linear' for images; the latent DPM uses 'const0.008'
+    loss: str = "mse"  # eps-prediction loss: 'mse' (autoencoder) or 'l1' (latent DPM)
+    clip_denoised: bool = True  # clip predicted x_0 to [-1, 1] at every DDIM step (images)
+
+
+IMAGE_DIFFUSION = DiffusionConfig(num_timesteps=1000, beta_schedule="linear", loss="mse")
+LATENT_DIFFUSION = DiffusionConfig(
+    num_timesteps=1000, beta_schedule="const0.008", loss="l1", clip_denoised=False
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a DiffAE model: what a bundle's config.json holds."""
+
+    name: str
+    autoencoder: AutoencoderConfig
+    latent_net: LatentNetConfig | None = None
+    diffusion: DiffusionConfig = IMAGE_DIFFUSION
+    latent_diffusion: DiffusionConfig = LATENT_DIFFUSION
+    # Defaults the official templates evaluate with (T_eval, latent_T_eval).
+    default_render_steps: int = 20
+    default_latent_steps: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        def build(kind: type, values: dict[str, Any] | None) -> Any:
+            if values is None:
+                return None
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} fields in config: {sorted(unknown)}")
+            return kind(**values)
+
+        data = dict(data)
+        return cls(
+            name=data.pop("name"),
+            autoencoder=build(AutoencoderConfig, data.pop("autoencoder")),
+            latent_net=build(LatentNetConfig, data.pop("latent_net", None)),
+            diffusion=build(DiffusionConfig, data.pop("diffusion", None)) or IMAGE_DIFFUSION,
+            latent_diffusion=build(DiffusionConfig, data.pop("latent_diffusion", None))
+            or LATENT_DIFFUSION,
+            **data,
+        )
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# Released-model presets. Numbers come from the official templates (see
+# ../shared/official/manifests/*.json `config_values`).
+_FFHQ256 = AutoencoderConfig()
+_FFHQ128 = AutoencoderConfig(
+    image_size=128,
+    channel_mult=(1, 1, 2, 3, 4),
+    encoder_channel_mult=(1, 1, 2, 3, 4, 4),
+)
+# The 72M FFHQ128 variant of the paper: net_ch 64 with the 64-px multipliers of autoenc_base.
+_FFHQ128_72M = AutoencoderConfig(
+    image_size=128,
+    model_channels=64,
+    channel_mult=(1, 2, 4, 8),
+    encoder_channel_mult=(1, 2, 4, 8, 8),
+)
+
+
+def _presets() -> dict[str, ModelConfig]:
+    latent = LatentNetConfig()
+    return {
+        "ffhq256_autoenc": ModelConfig("ffhq256_autoenc", _FFHQ256),
+        "ffhq256_autoenc_latent": ModelConfig("ffhq256_autoenc_latent", _FFHQ256, latent),
+        "ffhq128_autoenc_130M": ModelConfig("ffhq128_autoenc_130M", _FFHQ128),
+        "ffhq128_autoenc_72M": ModelConfig("ffhq128_autoenc_72M", _FFHQ128_72M),
+        "ffhq128_autoenc_latent": ModelConfig("ffhq128_autoenc_latent", _FFHQ128, latent),
+        "bedroom128_autoenc": ModelConfig("bedroom128_autoenc", _FFHQ128),
+        "bedroom128_autoenc_latent": ModelConfig("bedroom128_autoenc_latent", _FFHQ128, latent),
+        "horse128_autoenc": ModelConfig("horse128_autoenc", _FFHQ128),
+        "horse128_autoenc_latent": ModelConfig("horse128_autoenc_latent", _FFHQ128, latent),
+    }
+
+
+PRESET_NAMES: tuple[str, ...] = tuple(_presets())
+
+
+def preset(name: str) -> ModelConfig:
+    """The config of a released model by its official name, e.g. 'ffhq256_autoenc_latent'."""
+    presets = _presets()
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}")
+    return presets[name]
+
+
+@dataclass(frozen=True)
+class ClassifierInfo:
+    """Metadata of a linear attribute classifier artefact (weights live in safetensors)."""
+
+    attribute_names: tuple[str, ...]
+    source: str = ""
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)

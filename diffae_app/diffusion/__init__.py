@@ -1,0 +1,17 @@
+"""Stateless diffusion math: schedules, DDIM sampling and inversion, training losses."""
+
+from .ddim import ddim_invert, ddim_sample
+from .losses import eps_loss, q_sample, sample_timesteps
+from .schedule import Schedule, ddim_timesteps, make_betas, make_schedule
+
+__all__ = [
+    "Schedule",
+    "ddim_invert",
+    "ddim_sample",
+    "ddim_timesteps",
+    "eps_loss",
+    "make_betas",
+    "make_schedule",
+    "q_sample",
+    "sample_timesteps",
+]

@@ -1,0 +1,55 @@
+"""Training-time forward noising and the eps-prediction losses."""
+
+from __future__ import annotations
+
+import torch
+
+from .ddim import NoisePredictor
+from .schedule import Schedule
+
+
+def q_sample(
+    schedule: Schedule, x_0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise, for a (B,) tensor of t.
+
+    `schedule` must be the full training schedule (index == timestep).
+    """
+    table = torch.from_numpy(schedule.alpha_bar).to(x_0.device)[t.long()]
+    shape = (-1,) + (1,) * (x_0.dim() - 1)
+    signal = table.sqrt().float().reshape(shape)
+    noise_scale = (1.0 - table).sqrt().float().reshape(shape)
+    return signal * x_0 + noise_scale * noise
+
+
+def sample_timesteps(
+    batch_size: int, num_timesteps: int, *, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    """Uniform t in [0, T), the released models' sampler of training timesteps."""
+    return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device)
+
+
+def eps_loss(
+    model: NoisePredictor,
+    schedule: Schedule,
+    x_0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    cond: torch.Tensor | None = None,
+    loss: str = "mse",
+) -> torch.Tensor:
+    """Per-sample eps-prediction loss (B,): mean over non-batch dims of (eps - eps_hat)^2 or |.|.
+
+    'mse' is the autoencoder's loss, 'l1' the latent DPM's.
+    """
+    x_t = q_sample(schedule, x_0, t, noise)
+    pred = model(x_t, t) if cond is None else model(x_t, t, cond)
+    diff = noise - pred.float()
+    if loss == "mse":
+        per_elem = diff.square()
+    elif loss == "l1":
+        per_elem = diff.abs()
+    else:
+        raise ValueError(f"unknown loss {loss!r}; use 'mse' or 'l1'")
+    return per_elem.flatten(1).mean(1)

@@ -1,0 +1,98 @@
+"""Noise schedules and their DDIM respacing, as plain float64 tables.
+
+The released weights were trained with T = 1000 and evaluated on respaced schedules whose
+kept timesteps are exactly those of the official 'ddimN' spacing; the network always
+receives the *original* timestep index (no rescaling). Tables are float64 and are cast to
+float32 only when gathered, as the official sampler does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def make_betas(schedule: str, num_timesteps: int) -> np.ndarray:
+    """beta_t for t < num_timesteps, float64.
+
+    'linear': DDPM's linspace(1e-4, 0.02) scaled to T (Ho et al. 2020).
+    'constX': a constant beta X for every step; the released latent DPMs use 'const0.008',
+    so alpha_bar at t=999 is 0.992^1000 ~ 3.3e-4.
+    """
+    if schedule == "linear":
+        scale = 1000 / num_timesteps
+        return np.linspace(scale * 0.0001, scale * 0.02, num_timesteps, dtype=np.float64)
+    if schedule.startswith("const"):
+        try:
+            value = float(schedule[len("const") :])
+        except ValueError:
+            raise ValueError(
+                f"bad constant beta schedule {schedule!r}; e.g. 'const0.008'"
+            ) from None
+        return np.full(num_timesteps, value, dtype=np.float64)
+    raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear' or 'constX'")
+
+
+def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
+    """The kept original timesteps for a `num_steps` DDIM sampler, ascending.
+
+    Official 'ddimN' rule: the smallest stride s with len(range(0, T, s)) == N. Counts no
+    stride reaches (rare, e.g. 999 of 1000) fall back to N evenly rounded points.
+    """
+    if not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be in [1, {num_timesteps}], got {num_steps}")
+    for stride in range(1, num_timesteps):
+        if len(range(0, num_timesteps, stride)) == num_steps:
+            return list(range(0, num_timesteps, stride))
+    if num_steps == num_timesteps:
+        return list(range(num_timesteps))
+    frac = (num_timesteps - 1) / (num_steps - 1) if num_steps > 1 else 0.0
+    return sorted({round(i * frac) for i in range(num_steps)})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A (possibly respaced) diffusion schedule. Index k runs over kept steps, 0 = least noisy.
+
+    timesteps[k] is the original training timestep fed to the network at step k.
+    """
+
+    timesteps: np.ndarray  # (K,) int64
+    alpha_bar: np.ndarray  # (K,) float64, cumulative product of (1 - beta)
+    alpha_bar_prev: np.ndarray  # (K,) alpha_bar[k-1], 1 for k = 0
+    alpha_bar_next: np.ndarray  # (K,) alpha_bar[k+1], 0 for the last step
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.timesteps)
+
+    def gather(self, table: np.ndarray, k: int, like: torch.Tensor) -> torch.Tensor:
+        """table[k] as a float32 scalar tensor on like's device (float64 math, then cast)."""
+        return torch.tensor(float(table[k]), dtype=torch.float32, device=like.device)
+
+
+def make_schedule(schedule: str, num_timesteps: int, num_steps: int | None = None) -> Schedule:
+    """The training schedule (num_steps None) or its DDIM respacing to num_steps steps."""
+    betas = make_betas(schedule, num_timesteps)
+    base_alpha_bar = np.cumprod(1.0 - betas)
+    kept = (
+        list(range(num_timesteps))
+        if num_steps is None
+        else ddim_timesteps(num_timesteps, num_steps)
+    )
+    # Respaced betas 1 - a_k / a_{k-1} and their cumulative product, computed the same way
+    # as the official SpacedDiffusion so the float64 tables agree to the last bit.
+    new_betas = []
+    last = 1.0
+    for t in kept:
+        new_betas.append(1 - base_alpha_bar[t] / last)
+        last = base_alpha_bar[t]
+    alpha_bar = np.cumprod(1.0 - np.asarray(new_betas, dtype=np.float64))
+    return Schedule(
+        timesteps=np.asarray(kept, dtype=np.int64),
+        alpha_bar=alpha_bar,
+        alpha_bar_prev=np.append(1.0, alpha_bar[:-1]),
+        alpha_bar_next=np.append(alpha_bar[1:], 0.0),
+    )

@@ -1,0 +1,180 @@
+"""Building blocks shared by the encoder and the decoder UNet.
+
+Parameter names (`in_layers`, `emb_layers`, `cond_emb_layers`, `out_layers`, `qkv`,
+`proj_out`, ...) follow the official DiffAE modules on purpose: the released checkpoints
+then load without a renaming table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps, (B,) -> (B, dim), float32.
+
+    The released weights expect cos before sin: [cos(t*f_k), sin(t*f_k)] with
+    f_k = exp(-ln(max_period) * k / half), k < half.
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
+    args = t[:, None].float() * freqs[None]
+    embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
+    return embedding
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm that always normalises in float32 (keeps bf16/fp16 inference stable)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return super().forward(x)
+        return F.group_norm(
+            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
+        ).to(x.dtype)
+
+
+def normalization(channels: int) -> GroupNorm32:
+    return GroupNorm32(min(32, channels), channels)
+
+
+def _resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
+    if mode == "up":
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    if mode == "down":
+        return F.avg_pool2d(x, kernel_size=2, stride=2)
+    return x
+
+
+class ResBlock(nn.Module):
+    """Residual block, optionally conditioned on time and on z_sem, optionally resampling.
+
+    Conditioned (decoder UNet): h = conv(GN(x)); h = GN(h) * (1 + s_t) + b_t; h = h * (1 + s_z);
+    out = skip(x) + conv(dropout(SiLU(h))), with (s_t, b_t) from the time embedding and s_z
+    from z_sem (the paper's AdaGN, eq. 9). Unconditioned (semantic encoder): the released
+    encoder blocks are only skip(x) + conv(SiLU(GN(x))), without a second conv.
+
+    `lateral_channels` > 0 makes the block concatenate a skip tensor from the encoder path
+    to its input, as the decoder's first block of each stage does.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int | None = None,
+        *,
+        time_embed_channels: int | None = None,
+        z_sem_channels: int | None = None,
+        dropout: float = 0.0,
+        resample: str | None = None,
+        lateral_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        out_channels = out_channels or channels
+        in_channels = channels + lateral_channels
+        self.has_lateral = lateral_channels > 0
+        self.resample = resample
+        self.conditioned = time_embed_channels is not None
+        self.in_layers = nn.Sequential(
+            normalization(in_channels),
+            nn.SiLU(),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        )
+        if self.conditioned:
+            self.emb_layers = nn.Sequential(
+                nn.SiLU(), nn.Linear(time_embed_channels, 2 * out_channels)
+            )
+            if z_sem_channels is not None:
+                self.cond_emb_layers = nn.Sequential(
+                    nn.SiLU(), nn.Linear(z_sem_channels, out_channels)
+                )
+            self.out_layers = nn.Sequential(
+                normalization(out_channels),
+                nn.SiLU(),
+                nn.Dropout(dropout),
+                nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            )
+        self.skip_connection = (
+            nn.Identity()
+            if out_channels == in_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        time_emb: torch.Tensor | None = None,
+        z_sem: torch.Tensor | None = None,
+        lateral: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.has_lateral:
+            x = torch.cat([x, lateral], dim=1)
+        if self.resample is not None:
+            # Resample between the activation and the conv, on both paths.
+            h = self.in_layers[1](self.in_layers[0](x))
+            h = self.in_layers[2](_resample(h, self.resample))
+            x = _resample(x, self.resample)
+        else:
+            h = self.in_layers(x)
+        if self.conditioned:
+            norm, act, dropout, conv = self.out_layers
+            scale, shift = self.emb_layers(time_emb).to(h.dtype)[:, :, None, None].chunk(2, dim=1)
+            h = norm(h) * (1 + scale) + shift
+            if z_sem is not None and hasattr(self, "cond_emb_layers"):
+                h = h * (1 + self.cond_emb_layers(z_sem).to(h.dtype)[:, :, None, None])
+            h = conv(dropout(act(h)))
+        return self.skip_connection(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Spatial self-attention with a 1x1 qkv projection (single or multi-head).
+
+    Channel layout of `qkv` per head is [q, k, v] (the released 'legacy' order). Uses
+    scaled_dot_product_attention, which computes the same softmax(q k^T / sqrt(d)) v.
+    """
+
+    def __init__(self, channels: int, num_heads: int = 1) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm = normalization(channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = x.shape
+        flat = x.reshape(b, c, height * width)
+        qkv = self.qkv(self.norm(flat))
+        head_ch = c // self.num_heads
+        # (B*heads, 3*head_ch, L) -> three (B, heads, L, head_ch) tensors.
+        q, k, v = qkv.reshape(b, self.num_heads, 3 * head_ch, -1).transpose(2, 3).split(head_ch, -1)
+        a = F.scaled_dot_product_attention(q, k, v)
+        a = a.transpose(2, 3).reshape(b, c, -1)
+        return (flat + self.proj_out(a)).reshape(b, c, height, width)
+
+
+class CondSequential(nn.Sequential):
+    """A Sequential that hands time embedding, z_sem and the lateral skip to its ResBlocks."""
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        time_emb: torch.Tensor | None = None,
+        z_sem: torch.Tensor | None = None,
+        lateral: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, time_emb, z_sem, lateral)
+            else:
+                x = layer(x)
+        return x
