@@ -1,0 +1,176 @@
+"""Schedules, DDIM sampling/inversion and training losses against the official numerics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffae_app import DiffAE
+from diffae_app.diffusion import (
+    ddim_invert,
+    ddim_sample,
+    ddim_timesteps,
+    eps_loss,
+    make_betas,
+    make_schedule,
+    q_sample,
+)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+LOSS_TOL = 1e-4  # REFERENCE_CASES.md: losses
+
+
+def _official_ddim_spacing(num_timesteps: int, count: int) -> list[int]:
+    """The official `space_timesteps(T, 'ddimN')` rule, as REFERENCE_CASES.md states it."""
+    for stride in range(1, num_timesteps):
+        if len(range(0, num_timesteps, stride)) == count:
+            return list(range(0, num_timesteps, stride))
+    raise ValueError(f"cannot create exactly {count} steps with an integer stride")
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "stride"), [(10, 100), (20, 50), (50, 20), (100, 10), (250, 4)]
+)
+def test_ddim_timesteps_follow_official_rule(num_steps: int, stride: int) -> None:
+    kept = ddim_timesteps(1000, num_steps)
+    assert kept == _official_ddim_spacing(1000, num_steps) == list(range(0, 1000, stride))
+    schedule = make_schedule("linear", 1000, num_steps)
+    assert schedule.timesteps.tolist() == kept and schedule.num_steps == num_steps
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1001])
+def test_ddim_timesteps_rejects_impossible_counts(bad: int) -> None:
+    with pytest.raises(ValueError, match="num_steps"):
+        ddim_timesteps(1000, bad)
+
+
+@pytest.mark.parametrize(
+    ("refs_file", "key", "beta_schedule"),
+    [
+        ("tiny_autoenc_refs.pt", "ddim_render", "linear"),
+        ("tiny_autoenc_latent_refs.pt", "ddim_render", "linear"),
+        ("tiny_autoenc_latent_refs.pt", "ddim_latent", "const0.008"),
+    ],
+)
+def test_respaced_tables_equal_official(
+    official_dir: Path, refs_file: str, key: str, beta_schedule: str
+) -> None:
+    meta = torch.load(official_dir / "reference" / refs_file, weights_only=True)["meta"]
+    table = meta[key]
+    schedule = make_schedule(beta_schedule, 1000, len(table["timestep_map"]))
+    assert schedule.timesteps.tolist() == table["timestep_map"]
+    np.testing.assert_allclose(schedule.alpha_bar, table["alphas_cumprod"], rtol=1e-14, atol=0)
+    betas = 1 - schedule.alpha_bar / schedule.alpha_bar_prev
+    np.testing.assert_allclose(betas, table["betas"], rtol=1e-12, atol=1e-17)
+    assert schedule.alpha_bar_prev[0] == 1.0 and schedule.alpha_bar_next[-1] == 0.0
+
+
+def test_beta_schedules() -> None:
+    linear = make_betas("linear", 1000)
+    assert linear.dtype == np.float64 and linear[0] == 1e-4 and linear[-1] == 0.02
+    const = make_betas("const0.008", 1000)
+    assert np.all(const == 0.008)
+    assert np.prod(1 - const) == pytest.approx(0.992**1000)
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        make_betas("cosine", 1000)
+
+
+def _oracle(x_0: torch.Tensor, schedule_full):
+    """A noise predictor that knows x_0: eps = (x_t - sqrt(a) x_0) / sqrt(1 - a)."""
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = torch.from_numpy(schedule_full.alpha_bar)[t].float().reshape(-1, 1)
+        return (x_t - a.sqrt() * x_0) / (1 - a).sqrt()
+
+    return model
+
+
+def test_ddim_with_exact_eps_recovers_x0_and_inverts() -> None:
+    full = make_schedule("linear", 1000)
+    schedule = make_schedule("linear", 1000, 20)
+    generator = torch.Generator().manual_seed(0)
+    x_0 = torch.rand(3, 6, generator=generator) * 1.6 - 0.8
+    eps = torch.randn(3, 6, generator=generator)
+    t_top = torch.full((3,), int(schedule.timesteps[-1]))
+    x_T = q_sample(full, x_0, t_top, eps)
+    steps: list[dict] = []
+    out = ddim_sample(_oracle(x_0, full), x_T, schedule, callback=steps.append)
+    torch.testing.assert_close(out, x_0, atol=1e-5, rtol=0)
+    assert [s["t"] for s in steps] == schedule.timesteps[::-1].tolist()
+    assert [s["i"] for s in steps] == list(range(20))
+    torch.testing.assert_close(steps[-1]["x"], out, atol=0, rtol=0)
+    # Inversion ends on the eps estimate at the noisiest kept step (alpha_bar_next = 0). With
+    # the oracle the implied eps never changes from the first step's (x_0 - sqrt(a_0) x_0) /
+    # sqrt(1 - a_0).
+    a_0 = float(schedule.alpha_bar[0])
+    x_T_inv = ddim_invert(_oracle(x_0, full), x_0, schedule)
+    torch.testing.assert_close(x_T_inv, x_0 * (1 - a_0**0.5) / (1 - a_0) ** 0.5, atol=1e-5, rtol=0)
+
+
+def test_ddim_clips_pred_x0_only_when_asked() -> None:
+    schedule = make_schedule("linear", 1000, 5)
+    x_T = torch.full((1, 4), 3.0)
+
+    def zero_eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x_t)
+
+    clipped = ddim_sample(zero_eps, x_T, schedule, clip_denoised=True)
+    free = ddim_sample(zero_eps, x_T, schedule, clip_denoised=False)
+    assert clipped.abs().max() <= 1.0 and free.abs().max() > 1.0
+
+
+def test_q_sample_matches_closed_form() -> None:
+    full = make_schedule("linear", 1000)
+    x_0, noise = torch.ones(2, 3), torch.full((2, 3), 2.0)
+    t = torch.tensor([0, 999])
+    a = torch.tensor(np.cumprod(1 - make_betas("linear", 1000))[[0, 999]]).float()[:, None]
+    expected = (a.sqrt() + 2 * (1 - a).sqrt()).expand(2, 3)
+    torch.testing.assert_close(q_sample(full, x_0, t, noise), expected)
+
+
+def test_eps_loss_rejects_unknown_loss() -> None:
+    full = make_schedule("linear", 1000)
+    with pytest.raises(ValueError, match="unknown loss"):
+        eps_loss(
+            lambda x, t: x, full, torch.zeros(1, 2), torch.tensor([3]), torch.zeros(1, 2), loss="l2"
+        )
+
+
+def _report(name: str, got: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
+    err = (got - ref).abs().max().item()
+    print(f"REF {name}: max_abs {err:.2e} (tol {tol:.0e})")
+    assert err <= tol, f"{name}: max abs error {err:.3e} > {tol:.0e}"
+
+
+@torch.inference_mode()
+def test_training_losses_match_official(official_dir: Path) -> None:
+    ref_dir = official_dir / "reference"
+    refs = torch.load(ref_dir / "tiny_autoenc_refs.pt", weights_only=True)
+    m = DiffAE.from_official(ref_dir / "tiny_autoenc.ckpt")
+    full = make_schedule(m.config.diffusion.beta_schedule, m.config.diffusion.num_timesteps)
+    x, t, noise = refs["x"], refs["train_t"], refs["train_noise"]
+    _report("tiny_autoenc.train_x_t", q_sample(full, x, t, noise), refs["train_x_t"], LOSS_TOL)
+    loss = eps_loss(m.noise_predictor(), full, x, t, noise, cond=refs["enc_cond"], loss="mse")
+    _report("tiny_autoenc.train_loss", loss, refs["train_loss"], LOSS_TOL)
+
+
+@torch.inference_mode()
+def test_latent_training_loss_matches_official(official_dir: Path) -> None:
+    ref_dir = official_dir / "reference"
+    refs = torch.load(ref_dir / "tiny_autoenc_latent_refs.pt", weights_only=True)
+    m = DiffAE.from_official(ref_dir / "tiny_autoenc_latent.ckpt")
+    d = m.config.latent_diffusion
+    assert (d.beta_schedule, d.loss) == ("const0.008", "l1")
+    loss = eps_loss(
+        m.latent_net,
+        make_schedule(d.beta_schedule, d.num_timesteps),
+        refs["latent_train_x_start"],
+        refs["latent_train_t"],
+        refs["latent_train_noise"],
+        loss=d.loss,
+    )
+    _report("tiny_autoenc_latent.latent_train_loss", loss, refs["latent_train_loss"], LOSS_TOL)
