@@ -1,0 +1,1 @@
+"""Datasets for DiffAE Studio; ``synthfaces`` is the procedural SynthFaces generator."""
