@@ -57,6 +57,8 @@ def read_official(path: str | os.PathLike) -> dict[str, Any]:
     Tensors are memory-mapped, so a 2 GB file does not take 2 GB of RAM.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; pass the checkpoint file (e.g. last.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -69,11 +71,19 @@ def read_official(path: str | os.PathLike) -> dict[str, Any]:
         with torch.serialization.safe_globals(allowed):
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = found.group(1) if found else "an object outside the allowed set"
+        # torch words this differently by case ("Unsupported global: GLOBAL exec ...",
+        # "unsupported GLOBAL posix.system whose module ..."); anything else is bad data.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+            raise CheckpointError(
+                f"{path}: refused, its pickle is not plain checkpoint data (corrupt or crafted "
+                f"file?): {reason.group(1).strip() if reason else 'invalid pickle'}"
+            ) from None
         raise CheckpointError(
-            f"{path}: refused, its pickle refers to {what}, which loading would execute; "
-            "official DiffAE checkpoints contain only tensors and Lightning's ModelCheckpoint"
+            f"{path}: refused, its pickle refers to {found.group(1)}, which loading would "
+            "execute; official DiffAE checkpoints contain only tensors and Lightning's "
+            "ModelCheckpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -133,7 +143,7 @@ def _hparams_config(hparams: Mapping[str, Any], name: str) -> ModelConfig | None
             resblock_updown=hparams.get("net_resblock_updown", True),
         )
         lat = None
-        if "net_latent_layers" in hparams:
+        if hparams.get("net_latent_layers"):  # None in non-latent configs
             lat = {
                 "num_channels": hparams.get("style_ch", 512),
                 "skip_layers": hparams.get("net_latent_skip_layers"),
