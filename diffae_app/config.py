@@ -161,6 +161,35 @@ _FFHQ128_72M = AutoencoderConfig(
 )
 
 
+# The bundled demonstration model: 64 px, sized to train on a 2-core CPU in about two hours.
+_SYNTHFACES64 = AutoencoderConfig(
+    image_size=64,
+    model_channels=32,
+    channel_mult=(1, 2, 2, 4),
+    encoder_channel_mult=(1, 2, 2, 4, 4),
+    num_res_blocks=1,
+    encoder_num_res_blocks=1,
+    attention_resolutions=(16,),
+    time_embed_channels=256,
+    dropout=0.0,
+)
+_SMALL_LATENT = LatentNetConfig(num_hid_channels=1024, num_layers=6, skip_layers=(1, 2, 3, 4, 5))
+# A few-hundred-thousand-parameter model for tests.
+_TINY32 = AutoencoderConfig(
+    image_size=32,
+    model_channels=32,
+    channel_mult=(1, 1),
+    encoder_channel_mult=(1, 2, 2),
+    attention_resolutions=(16,),
+    time_embed_channels=64,
+    z_sem_channels=64,
+    dropout=0.0,
+)
+_TINY_LATENT = LatentNetConfig(
+    num_channels=64, num_hid_channels=128, num_layers=3, skip_layers=(1, 2)
+)
+
+
 def _presets() -> dict[str, ModelConfig]:
     latent = LatentNetConfig()
     return {
@@ -173,6 +202,11 @@ def _presets() -> dict[str, ModelConfig]:
         "bedroom128_autoenc_latent": ModelConfig("bedroom128_autoenc_latent", _FFHQ128, latent),
         "horse128_autoenc": ModelConfig("horse128_autoenc", _FFHQ128),
         "horse128_autoenc_latent": ModelConfig("horse128_autoenc_latent", _FFHQ128, latent),
+        # Our own small architectures (not released by the DiffAE authors).
+        "synthfaces64": ModelConfig("synthfaces64", _SYNTHFACES64, _SMALL_LATENT),
+        "tiny32": ModelConfig(
+            "tiny32", _TINY32, _TINY_LATENT, default_render_steps=10, default_latent_steps=10
+        ),
     }
 
 
