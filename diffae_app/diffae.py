@@ -83,17 +83,25 @@ class DiffAE:
         source: str = "weights",
         device: str | torch.device = "cpu",
         precision: str = "float32",
+        autoencoder_source: str | None = None,
+        latent_source: str | None = None,
     ) -> DiffAE:
-        """Build the networks from `config` and load the given tensors (strict, checked)."""
+        """Build the networks from `config` and load the given tensors (strict, checked).
+
+        `autoencoder_source` / `latent_source` name the files the tensors came from in error
+        messages (default: `source` with the part in brackets).
+        """
         with torch.device("meta"):
             autoencoder = AutoencoderNet(config.autoencoder)
             latent = LatentNet(config.latent_net) if config.latent_net is not None else None
-        check_state_dict(autoencoder, autoencoder_state, source=f"{source} (autoencoder)")
+        check_state_dict(
+            autoencoder, autoencoder_state, source=autoencoder_source or f"{source} (autoencoder)"
+        )
         autoencoder.load_state_dict(_as_float32(autoencoder_state), assign=True)
         if latent is not None:
             if latent_state is None:
                 raise CheckpointError(f"{source}: config has a latent DPM but no weights for it")
-            check_state_dict(latent, latent_state, source=f"{source} (latent DPM)")
+            check_state_dict(latent, latent_state, source=latent_source or f"{source} (latent DPM)")
             latent.load_state_dict(_as_float32(latent_state), assign=True)
         return cls(
             config,
@@ -157,6 +165,8 @@ class DiffAE:
             source=str(bundle.path),
             device=device,
             precision=precision,
+            autoencoder_source=str(bundle.path / "autoencoder.safetensors"),
+            latent_source=str(bundle.path / "latent_net.safetensors"),
         )
 
     def save_pretrained(
