@@ -1,0 +1,304 @@
+"""Measure a SynthFaces DiffAE bundle against ground truth, with the independent judge.
+
+    python -m diffae_app.evaluate --model assets/models/synthfaces64 [--write]
+
+Every face here is generated from a held-out seed (>= HELDOUT_SEED_START), so its true
+attributes are known. The judge (diffae_app/judge.py, a pixel-space CNN that never saw a
+latent) reads attributes off decoded images. Printed:
+
+1. reconstruction: PSNR of DDIM inversion + render (T_inv = T_render), and judge agreement
+   with the truth when decoding z_sem alone from random x_T;
+2. editing: per attribute, faces without it are edited with +full strength (with it: -full);
+   success = the judge sees the change; kept = every attribute the counterfactual face
+   does not change keeps the judge's verdict on the unedited reconstruction;
+3. sampling: judge attribute frequencies of latent-DPM samples vs the dataset's;
+4. the linear classifiers' held-out AUROC (stored in the artefact by train/classifiers.py).
+
+'full' strength per attribute is calibrated on training seeds: the distance between the
+class means of normalised z_sem along the attribute's unit direction, in the official
+strength units (divided by sqrt(D)), times `full_scale`. With --write, it is stored in the
+classifier artefact's metrics (the UI's slider range) and all numbers go into the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .classifier import AttributeClassifier
+from .data.synthfaces import (
+    ATTRIBUTE_FREQUENCIES,
+    ATTRIBUTES,
+    HELDOUT_SEED_START,
+    InvalidFaceSpec,
+    generate_batch,
+    sample_spec,
+)
+from .diffae import DiffAE
+from .editing import edit_z_sem
+from .judge import images_to_tensor, load_judge
+
+DEFAULT_JUDGE_DIR = Path(__file__).resolve().parents[1] / "assets" / "judge"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    num_faces: int = 200  # held-out faces for reconstruction and editing
+    num_samples: int = 500  # latent-DPM samples for the frequency check
+    T_inv: int = 20
+    T_render: int = 20
+    T_latent: int = 20
+    edit_faces_per_direction: int = 30  # per attribute and direction (add / remove), at most
+    calibration_faces: int = 600  # training seeds for the 'full' strength calibration
+    full_scale: float = 1.25  # margin over the class-mean distance
+    batch_size: int = 50
+    seed: int = 0
+
+
+def _images(seeds: Sequence[int], size: int) -> tuple[torch.Tensor, np.ndarray]:
+    images, labels = generate_batch(seeds, size)
+    return images_to_tensor(images), labels.astype(bool)
+
+
+def _batched(fn, *tensors: torch.Tensor, batch_size: int) -> torch.Tensor:
+    n = tensors[0].shape[0]
+    return torch.cat([fn(*(t[i : i + batch_size] for t in tensors)) for i in range(0, n, batch_size)])
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1]."""
+    mse = (a - b).square().flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def calibrate_full_strengths(
+    model: DiffAE, classifier: AttributeClassifier, *, num_faces: int, batch_size: int
+) -> dict[str, float]:
+    """Per attribute: (mean of positives - mean of negatives) along u, in strength units."""
+    x, labels = _images(range(num_faces), model.image_size)
+    z = _batched(model.encode, x * 1.0, batch_size=batch_size)
+    z_norm = classifier.normalize(z)
+    scale = math.sqrt(classifier.z_sem_channels)
+    out = {}
+    for name in classifier.attribute_names:
+        if name not in ATTRIBUTES:
+            continue
+        j = ATTRIBUTES.index(name)
+        w = classifier.weight[classifier.index(name)]
+        proj = z_norm @ (w / w.norm())
+        pos, neg = labels[:, j], ~labels[:, j]
+        if pos.sum() == 0 or neg.sum() == 0:
+            continue
+        out[name] = float((proj[torch.from_numpy(pos)].mean() - proj[torch.from_numpy(neg)].mean()) / scale)
+    return out
+
+
+def _counterfactual_changes(seed: int, name: str, value: bool) -> set[str] | None:
+    """Attributes the generator changes when `name` is set to `value`; None if impossible."""
+    spec = sample_spec(seed)
+    try:
+        changed = spec.with_attributes(**{name: value})
+    except (InvalidFaceSpec, ValueError):
+        return None
+    before, after = spec.attribute_vector(), changed.attribute_vector()
+    return {ATTRIBUTES[i] for i in range(len(ATTRIBUTES)) if before[i] != after[i]}
+
+
+def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_JUDGE_DIR,
+             out_dir: Path | None = None, log=print) -> dict[str, Any]:
+    """Run all four measurements; returns the report dict (also printed through `log`)."""
+    judge, judge_accuracy = load_judge(judge_dir, min_accuracy=0.95)
+    classifier = next(iter(model.classifiers.values()), None)
+    if classifier is None:
+        raise ValueError(f"{model.source}: the bundle has no attribute classifier to edit with")
+    size, bs = model.image_size, options.batch_size
+    gen = torch.Generator().manual_seed(options.seed)
+    report: dict[str, Any] = {"options": asdict(options), "judge_accuracy": judge_accuracy}
+    started = time.perf_counter()
+
+    def judge_verdicts(images01: torch.Tensor) -> np.ndarray:
+        return (_batched(lambda x: judge.probabilities(x * 2 - 1), images01, batch_size=bs) > 0.5).numpy()
+
+    # 1. Reconstruction -------------------------------------------------------------------
+    seeds = list(range(HELDOUT_SEED_START, HELDOUT_SEED_START + options.num_faces))
+    x, truth = _images(seeds, size)
+    z = _batched(model.encode, x, batch_size=bs)
+    x_T = _batched(lambda a, b: model.encode_stochastic(a, b, T=options.T_inv), x, z, batch_size=bs)
+    recon = _batched(lambda a, b: model.render(a, b, T=options.T_render), x_T, z, batch_size=bs)
+    psnr = _psnr(recon, (x + 1) / 2)
+    noise = torch.randn(x.shape, generator=gen)
+    z_only = _batched(lambda a, b: model.render(a, b, T=options.T_render), noise, z, batch_size=bs)
+    z_only_agree = (judge_verdicts(z_only) == truth).mean(0)
+    recon_verdict = judge_verdicts(recon)
+    report["reconstruction"] = {
+        "psnr_mean_db": float(psnr.mean()),
+        "psnr_min_db": float(psnr.min()),
+        "inverted_judge_agreement": float((recon_verdict == truth).mean()),
+        "z_sem_only_judge_agreement": float(z_only_agree.mean()),
+        "z_sem_only_per_attribute": dict(zip(ATTRIBUTES, map(float, z_only_agree), strict=True)),
+    }
+    log(f"\n1. Reconstruction on {len(seeds)} held-out faces (T_inv={options.T_inv}, T_render={options.T_render})")
+    log(f"   PSNR (stochastic encoding): mean {psnr.mean():.2f} dB, min {psnr.min():.2f} dB")
+    log(f"   judge agreement, inverted reconstruction: {(recon_verdict == truth).mean() * 100:.1f}%")
+    log(f"   judge agreement, z_sem only (random x_T): {z_only_agree.mean() * 100:.1f}%")
+
+    # 2. Editing --------------------------------------------------------------------------
+    full = classifier.metrics.get("_full_strength") or {}
+    if not full:
+        full = calibrate_full_strengths(model, classifier, num_faces=options.calibration_faces, batch_size=bs)
+        full = {k: v * options.full_scale for k, v in full.items()}
+    report["full_strength"] = full
+    rows = []
+    log(f"\n2. Editing ({options.edit_faces_per_direction} faces per direction at most; 'full' strength per attribute)")
+    log(f"   {'attribute':<20} {'full':>6} | {'add: n':>6} {'seen':>6} {'kept':>6} | {'remove: n':>9} {'gone':>6} {'kept':>6}")
+    for name in ATTRIBUTES:
+        if name not in classifier.attribute_names or name not in full:
+            continue
+        j = ATTRIBUTES.index(name)
+        row: dict[str, Any] = {"attribute": name, "full_strength": full[name]}
+        for direction, want in (("add", True), ("remove", False)):
+            picks, keeps = [], []
+            for i, seed in enumerate(seeds):
+                if truth[i, j] == want or len(picks) >= options.edit_faces_per_direction:
+                    continue
+                changes = _counterfactual_changes(seed, name, want)
+                if changes is None:
+                    continue
+                picks.append(i)
+                keeps.append([k for k, other in enumerate(ATTRIBUTES) if other not in changes])
+            if not picks:
+                row[direction] = None
+                continue
+            idx = torch.tensor(picks)
+            strength = full[name] if want else -full[name]
+            z_edit = edit_z_sem(z[idx], classifier, {name: strength})
+            edited = _batched(lambda a, b: model.render(a, b, T=options.T_render), x_T[idx], z_edit, batch_size=bs)
+            verdict = judge_verdicts(edited)
+            success = float((verdict[:, j] == want).mean())
+            kept_flags = [verdict[r, k] == recon_verdict[i, k] for r, i in enumerate(picks) for k in keeps[r]]
+            row[direction] = {"n": len(picks), "success": success, "others_kept": float(np.mean(kept_flags))}
+        rows.append(row)
+
+        def cell(d: dict | None) -> str:
+            return f"{'n/a':>6} {'':>6} {'':>6}" if d is None else f"{d['n']:>6} {d['success'] * 100:>5.0f}% {d['others_kept'] * 100:>5.0f}%"
+
+        log(f"   {name:<20} {full[name]:>6.3f} | {cell(row['add'])} | {cell(row['remove']):>23}")
+    report["editing"] = rows
+
+    # 3. Sampling -------------------------------------------------------------------------
+    if model.has_latent_dpm:
+        imgs = []
+        for start in range(0, options.num_samples, bs):
+            n = min(bs, options.num_samples - start)
+            imgs.append(model.sample(n, T=options.T_render, T_latent=options.T_latent, generator=gen))
+        samples = torch.cat(imgs)
+        freq = judge_verdicts(samples).mean(0)
+        report["sampling"] = {
+            name: {"sampled": float(freq[i]), "dataset": ATTRIBUTE_FREQUENCIES[name]} for i, name in enumerate(ATTRIBUTES)
+        }
+        worst = max(abs(float(freq[i]) - ATTRIBUTE_FREQUENCIES[n]) for i, n in enumerate(ATTRIBUTES))
+        report["sampling_max_abs_diff"] = worst
+        log(f"\n3. Sampling {options.num_samples} faces (T_latent={options.T_latent}, T_render={options.T_render})")
+        for i, name in enumerate(ATTRIBUTES):
+            log(f"   {name:<20} sampled {freq[i] * 100:5.1f}%  dataset {ATTRIBUTE_FREQUENCIES[name] * 100:5.1f}%")
+        log(f"   largest difference: {worst * 100:.1f} points")
+        if out_dir is not None:
+            from torchvision.utils import save_image
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_image(samples[:64], out_dir / "samples.png", nrow=8)
+            report["sample_grid"] = str(out_dir / "samples.png")
+
+    # 4. Classifiers ----------------------------------------------------------------------
+    aurocs = {k: v.get("auroc") for k, v in classifier.metrics.items() if isinstance(v, dict) and "auroc" in v}
+    if aurocs:
+        report["classifier_auroc"] = aurocs
+        report["classifier_auroc_mean"] = float(np.mean(list(aurocs.values())))
+        log("\n4. Linear classifiers on z_sem, held-out AUROC")
+        for name, value in aurocs.items():
+            log(f"   {name:<20} {value:.4f}")
+        log(f"   mean {report['classifier_auroc_mean']:.4f}")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _summary_table(report: dict[str, Any]) -> str:
+    rec = report["reconstruction"]
+    lines = [
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| reconstruction PSNR (T_inv = T_render = {report['options']['T_render']}) | {rec['psnr_mean_db']:.2f} dB | >= 30 dB |",
+        f"| judge agreement, z_sem only | {rec['z_sem_only_judge_agreement'] * 100:.1f}% | >= 90% |",
+    ]
+    adds = [r["add"] for r in report["editing"] if r.get("add")]
+    rems = [r["remove"] for r in report["editing"] if r.get("remove")]
+    if adds:
+        lines.append(f"| edit success, add (min over attributes) | {min(a['success'] for a in adds) * 100:.0f}% | >= 80% |")
+        lines.append(f"| others kept, add (min) | {min(a['others_kept'] for a in adds) * 100:.0f}% | >= 90% |")
+    if rems:
+        lines.append(f"| edit success, remove (min) | {min(a['success'] for a in rems) * 100:.0f}% | >= 80% |")
+        lines.append(f"| others kept, remove (min) | {min(a['others_kept'] for a in rems) * 100:.0f}% | >= 90% |")
+    if "sampling_max_abs_diff" in report:
+        lines.append(f"| sampling: largest frequency difference | {report['sampling_max_abs_diff'] * 100:.1f} points | <= 10 |")
+    if "classifier_auroc_mean" in report:
+        lines.append(f"| classifier AUROC, mean | {report['classifier_auroc_mean']:.4f} | >= 0.95 |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "assets" / "models" / "synthfaces64"))
+    parser.add_argument("--judge", default=str(DEFAULT_JUDGE_DIR))
+    parser.add_argument("--faces", type=int, default=EvalOptions.num_faces)
+    parser.add_argument("--samples", type=int, default=EvalOptions.num_samples)
+    parser.add_argument("--edit-faces", type=int, default=EvalOptions.edit_faces_per_direction)
+    parser.add_argument("--steps", type=int, default=20, help="T_inv = T_render")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--write", action="store_true", help="store full strengths + metrics in the bundle")
+    parser.add_argument("--report", default=None, help="write the report JSON here")
+    args = parser.parse_args(argv)
+    try:
+        model = DiffAE.from_pretrained(args.model, precision=args.precision)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = EvalOptions(num_faces=args.faces, num_samples=args.samples, T_inv=args.steps, T_render=args.steps,
+                          edit_faces_per_direction=args.edit_faces)
+    report = evaluate(model, options, judge_dir=Path(args.judge), out_dir=Path(args.model) if args.write else None)
+    table = _summary_table(report)
+    print("\nSummary\n" + table)
+    print(f"\n({report['seconds']} s)")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    if args.write:
+        _write_back(Path(args.model), report, table)
+    return 0
+
+
+def _write_back(bundle: Path, report: dict[str, Any], table: str) -> None:
+    """Store full strengths in the classifier artefact and the metrics in the model card."""
+    for path in sorted((bundle / "classifiers").glob("*.safetensors")):
+        cls = AttributeClassifier.load(path)
+        metrics = dict(cls.metrics)
+        metrics["_full_strength"] = {k: round(v, 4) for k, v in report["full_strength"].items() if k in cls.attribute_names}
+        AttributeClassifier(cls.attribute_names, cls.weight, cls.bias, cls.z_mean, cls.z_std, metrics, cls.source).save(path)
+    (bundle / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    card = bundle / "README.md"
+    text = card.read_text() if card.exists() else ""
+    marker = "## Measured (python -m diffae_app.evaluate)"
+    text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n{table}\n\nFull per-attribute results: evaluation.json.\n"
+    card.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
