@@ -8,6 +8,6 @@ threads=${THREADS:-2}
 
 # Stage 1: autoencoder on procedurally generated faces (fresh faces every step).
 python train/autoencoder.py --data synthfaces --preset synthfaces64 --run-dir "$root/autoencoder" \
-  --steps "${AE_STEPS:-2600}" --batch-size 32 --lr 2e-4 --warmup-steps 100 --lr-decay cosine \
+  --steps "${AE_STEPS:-1600}" --batch-size 32 --lr 2e-4 --warmup-steps 100 --lr-decay cosine \
   --ema-decay 0.999 --ema-warmup --mixed-precision bf16 --save-every 100 --log-every 10 \
   --threads "$threads" --resume latest
