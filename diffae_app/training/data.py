@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,15 @@ def _decode(data: bytes | Path, size: int, name: str) -> torch.Tensor:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             image.load()
             return to_tensor(image, size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,  # truncated GIF/TIFF frames
+        zlib.error,  # corrupt PNG data streams
+        Image.DecompressionBombError,  # not an OSError: would otherwise end the epoch
+    ) as exc:
         raise UnreadableItem(f"{name}: {exc}") from None
 
 
@@ -79,6 +88,9 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return _decode(self.files[index], self.size, str(self.files[index]))
+
+
+_LMDB_ENVIRONMENTS: dict[tuple[int, str], object] = {}
 
 
 class LmdbImages(torch.utils.data.Dataset):
@@ -117,14 +129,21 @@ class LmdbImages(torch.utils.data.Dataset):
         if self._env is None:
             if lmdb_module is None:
                 import lmdb as lmdb_module
-            self._env = lmdb_module.open(
-                str(self.path),
-                readonly=True,
-                lock=False,
-                readahead=False,
-                meminit=False,
-                max_readers=64,
-            )
+            # lmdb refuses to open one environment twice in a process ("already open"), so
+            # datasets on the same file (e.g. training + encoding) share one read-only handle.
+            key = (os.getpid(), os.path.realpath(self.path))
+            env = _LMDB_ENVIRONMENTS.get(key)
+            if env is None:
+                env = lmdb_module.open(
+                    str(self.path),
+                    readonly=True,
+                    lock=False,
+                    readahead=False,
+                    meminit=False,
+                    max_readers=64,
+                )
+                _LMDB_ENVIRONMENTS[key] = env
+            self._env = env
         return self._env
 
     def _key(self, index: int) -> bytes:
