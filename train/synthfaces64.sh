@@ -11,3 +11,6 @@ python train/autoencoder.py --data synthfaces --preset synthfaces64 --run-dir "$
   --steps "${AE_STEPS:-1600}" --batch-size 32 --lr 2e-4 --warmup-steps 100 --lr-decay cosine \
   --ema-decay 0.999 --ema-warmup --mixed-precision bf16 --save-every 100 --log-every 10 \
   --threads "$threads" --resume latest
+
+# Stages 2-4 (data, latents, latent DPM, classifiers) and the export to assets/models/synthfaces64.
+bash train/synthfaces64_stages234.sh "$root"
