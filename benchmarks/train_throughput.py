@@ -122,7 +122,8 @@ def main() -> None:
     cases.append(("latent DPM", "synthfaces64", LATENT_BATCH))
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.steps} steps")
     print(
-        f"{'stage':<12} {'preset':<16} {'batch':>5} {'precision':>9} {'s/step':>8} {'items/s':>9}"
+        f"{'stage':<12} {'preset':<16} {'batch':>5} {'precision':>9} {'s/step':>8} "
+        f"{'items/s':>9} {'CPU s/step':>10} {'items/CPU-s':>11}"
     )
     for stage, name, batch in cases:
         key = "latent" if stage == "latent DPM" else name

@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
     try:
         if args.bundle and not args.name:
             raise ValueError("--bundle needs --name (the artefact's file name in classifiers/)")

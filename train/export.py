@@ -16,6 +16,7 @@ A latent DPM run is exported on top of the autoencoder bundle it was trained for
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from diffae_app.checkpoints import CheckpointError
@@ -38,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
     try:
         out = export_run(
             args.run_dir,

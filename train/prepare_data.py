@@ -14,6 +14,7 @@ them), so an interrupted run continues. Then train with `train/autoencoder.py --
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from diffae_app.align import DETECTOR_NAMES, DetectorUnavailable, make_detector
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
     try:
         detector = make_detector(args.detector)
         report = align_folder(
