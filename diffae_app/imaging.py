@@ -281,6 +281,11 @@ def _upright_rgb(image: Image.Image, background: tuple[int, int, int], label: st
     rgb = _to_rgb(image, background, label)
     if orientation in _ORIENTATION_FIX:
         rgb = rgb.transpose(_ORIENTATION_FIX[orientation])
+        # The transposed copy inherits the EXIF/XMP blocks and their orientation tag; drop
+        # them, or loading the upright result again (every layer calls load_image) would
+        # rotate it a second time.
+        for key in ("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"):
+            rgb.info.pop(key, None)
     return rgb
 
 
