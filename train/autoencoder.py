@@ -51,8 +51,10 @@ class AutoencoderStage:
         hflip: bool = True,
         lmdb_resolution: int | None = None,
         channels_last: bool = False,
+        init_from: str | None = None,
     ) -> None:
         self.config = config
+        self.init_from = init_from
         self.data_spec = data
         self.hflip = hflip
         self.channels_last = channels_last
@@ -68,6 +70,16 @@ class AutoencoderStage:
 
     def build(self) -> nn.Module:
         module = EncodeAndPredict(self.config.autoencoder)
+        if self.init_from is not None:
+            # Warm start (online and EMA) from an exported bundle, e.g. to continue the
+            # bundled model's training on a machine that no longer has its run folder.
+            from diffae_app.checkpoints import check_state_dict, read_bundle
+
+            bundle = read_bundle(self.init_from)
+            check_state_dict(
+                module.net, bundle.autoencoder, source=f"{self.init_from}/autoencoder.safetensors"
+            )
+            module.net.load_state_dict({k: v.float() for k, v in bundle.autoencoder.items()})
         return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
     def num_items(self) -> int:
@@ -77,6 +89,7 @@ class AutoencoderStage:
         return {
             "model": self.config.to_dict(),
             "data": self.data_spec,
+            "init_from": self.init_from,
             "hflip": self.hflip,
             "channels_last": self.channels_last,
         }
@@ -183,6 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-every", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint path")
+    p.add_argument("--init-from", default=None, help="start from a bundle's autoencoder weights")
     return p.parse_args(argv)
 
 
@@ -203,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             hflip=not args.no_hflip,
             lmdb_resolution=args.lmdb_resolution,
             channels_last=args.channels_last,
+            init_from=args.init_from,
         )
         options = LoopOptions(
             run_dir=args.run_dir,
