@@ -1,0 +1,74 @@
+"""Per-user state of the studio, kept in ``gr.State`` (on the CPU, never on the shared model).
+
+A :class:`UserState` is immutable: every handler returns a new one (``dataclasses.replace``),
+so a slow render can never write a stale value over a newer upload. The files a user can
+download live in a private folder per browser session, removed when Gradio drops the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / "diffae-studio" / "outputs"
+_counter = itertools.count()
+
+
+@dataclass(frozen=True, eq=False)
+class UserState:
+    """What one browser tab (or one API client) has done so far.
+
+    Attributes:
+        uid: random id of this session; names its output folder.
+        model: spec of the model this session uses ('' = the server's default).
+        session: the encoded face being edited (pipeline ``Session``, CPU tensors), or None.
+        faces: boxes ``(left, top, right, bottom)`` of the faces found in the photo.
+        slots: attribute name driven by each slider slot (see ``layout.SliderBank``).
+        custom: custom attributes trained in this session (``AttributeClassifier``s).
+        samples: the last random faces (pipeline ``Session``s), for 'send to Edit'.
+        selected_sample: index of the random face picked in the gallery.
+        psnr: reconstruction quality of the current face (dB), None before encoding.
+        photo_file: the photo as a file, the 'before' side of the before/after view.
+    """
+
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    model: str = ""
+    session: Any = None
+    faces: tuple[tuple[float, float, float, float], ...] = ()
+    slots: tuple[str | None, ...] = ()
+    custom: tuple[Any, ...] = ()
+    samples: tuple[Any, ...] = ()
+    selected_sample: int = 0
+    psnr: float | None = None
+    photo_file: str | None = None
+
+    def replace(self, **changes: Any) -> UserState:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def custom_names(self) -> tuple[str, ...]:
+        return tuple(n for c in self.custom for n in c.attribute_names)
+
+    def output_dir(self, kind: str) -> Path:
+        """A new empty folder for one result's files. Older results of the same kind are
+        removed, except the newest (Gradio copies returned files into its own cache, but a
+        concurrent request of this session may still be returning it)."""
+        base = OUTPUT_ROOT / self.uid
+        older = sorted(base.glob(f"{kind}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        for old in older[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+        folder = base / f"{kind}-{next(_counter)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def delete_outputs(state: Any) -> None:
+    """``gr.State`` delete callback: remove the session's output folder."""
+    if isinstance(state, UserState):
+        shutil.rmtree(OUTPUT_ROOT / state.uid, ignore_errors=True)

@@ -1,0 +1,332 @@
+"""The studio's handlers without a server: layout rules, every bad input of issue 7, the
+slider/lock/target wiring, and the model selector's errors. Runs on the tiny bundle (or the
+bundled model, see test_app_fixtures.app_model)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from diffae_app.classifier import CELEBA_ATTRIBUTES
+from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
+from diffae_app.pipeline import Studio
+from diffae_app.ui.handlers import MODES, Handlers, psnr
+from diffae_app.ui.layout import (
+    SliderBank,
+    attribute_group,
+    attribute_label,
+    probability_chart_html,
+    values_by_name,
+)
+from diffae_app.ui.models import ModelRegistry, describe, load_startup_model
+from diffae_app.ui.runtime import Settings, gpu
+from diffae_app.ui.state import UserState
+
+from .test_app_fixtures import EXAMPLES, app_model, bad_inputs, real_photo
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+QUALITY = "preview"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return app_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def registry(model_dir: str) -> ModelRegistry:
+    return ModelRegistry(lambda spec: Studio.load(spec, device="cpu"), model_dir)
+
+
+@pytest.fixture(scope="module")
+def handlers(registry: ModelRegistry) -> Handlers:
+    studio = registry.default
+    bank = SliderBank([*studio.attribute_names, *SYNTHFACES_ATTRIBUTES, *CELEBA_ATTRIBUTES])
+    return Handlers(registry, bank)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return bad_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def encode(handlers: Handlers, photo, state=None, aligned=False) -> dict:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = handlers.on_photo(
+            str(photo), aligned, QUALITY, MODES[0], state or handlers.new_state()
+        )
+    out["_warnings"] = [str(w.message) for w in caught]
+    return out
+
+
+def render(
+    handlers: Handlers, state: UserState, values: dict[str, float], locks=(), quality=QUALITY
+) -> list[dict]:
+    slots = [values.get(name, 0.0) if name else 0.0 for name in state.slots]
+    return list(handlers.on_render(state, MODES[0], quality, -1, list(locks), slots))
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_attribute_groups_cover_both_vocabularies():
+    assert attribute_group("Smiling") == "expression"
+    assert attribute_group("Mouth_Slightly_Open") == "expression"
+    assert attribute_group("Blond_Hair") == "hair"
+    assert attribute_group("Beard") == "hair"
+    assert attribute_group("5_o_Clock_Shadow") == "hair"
+    assert attribute_group("Wearing_Hat") == "accessories"
+    assert attribute_group("Eyeglasses") == "accessories"
+    assert attribute_group("Wearing_Lipstick") == "accessories"
+    assert attribute_group("Pale_Skin") == "face"
+    assert attribute_group("Big_Lips") == "face"
+    assert attribute_group("Rosy_Cheeks") == "face"
+    assert attribute_group("Blurry") == "other"
+    assert attribute_group("Freckles") == "other"
+    assert attribute_label("Mouth_Slightly_Open") == "Mouth slightly open"
+
+
+def test_slider_bank_maps_known_unknown_and_custom_names():
+    bank = SliderBank([*SYNTHFACES_ATTRIBUTES, *CELEBA_ATTRIBUTES], free_per_group=2)
+    assert len({s.elem_id for s in bank.slots}) == len(bank.slots)  # ids are unique
+    mapping = bank.assign(["Smiling", "Glow", "Sparkle", "Extra"], custom_names=["Freckles"])
+    placed = {n for n in mapping if n}
+    assert placed == {"Smiling", "Glow", "Sparkle", "Freckles"}  # only 2 free 'other' slots
+    assert bank.unplaced(mapping, ["Smiling", "Extra"]) == ["Extra"]
+    assert bank.slots[mapping.index("Freckles")].group == "custom"
+    values = [1.0 if n == "Smiling" else 0.0 for n in mapping]
+    assert values_by_name(mapping, values)["Smiling"] == 1.0
+    assert bank.visible_groups(mapping) == {"expression", "other", "custom"}
+
+
+def test_probability_chart_lists_moved_attributes_first():
+    chart = probability_chart_html(
+        {"A_b": 0.2, "Smiling": 0.5}, {"Smiling": 0.9}, highlight=["Smiling"]
+    )
+    assert chart.index("Smiling") < chart.index("A b")
+    assert "50% → 90%" in chart and "20% → 20%" in chart
+    assert "prob-empty" in probability_chart_html({})
+
+
+def test_settings_from_env_and_gpu_decorator(monkeypatch):
+    settings = Settings.from_env({"DIFFAE_CONCURRENCY": "3", "DIFFAE_QUEUE_SIZE": "9"})
+    assert settings.queue_kwargs() == {"default_concurrency_limit": 3, "max_size": 9}
+    assert settings.model == "default" and settings.allow_model_loading
+    on_space = Settings.from_env({"SPACE_ID": "me/studio", "SPACES_ZERO_GPU": "true"})
+    assert not on_space.allow_model_loading and on_space.concurrency == 1
+    with pytest.raises(ValueError, match="DIFFAE_QUEUE_SIZE"):
+        Settings.from_env({"DIFFAE_QUEUE_SIZE": "zero"})
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    launch = Settings.from_env({}).launch_kwargs()
+    assert launch["server_port"] == 7999 and launch["run_history"] is False
+    assert launch["share"] is False
+
+    def f(x):
+        return x
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert gpu()(f) is f  # no effect off ZeroGPU
+
+
+# --------------------------------------------------------------------------- encoding + editing
+
+
+def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path):
+    photo = real_photo(tmp_path)
+    out = encode(handlers, photo)
+    state = out["state"]
+    assert state.session is not None and state.session.kind == "photo"
+    assert out["crop"].size == (state.session.image_size,) * 2
+    assert "PSNR" in out["quality_md"] and state.psnr is not None
+    assert Path(out["dl_encoding"]["value"]).is_file()
+    outs = render(handlers, state, {"Bangs": 0.8, "Smiling": 0.5}, quality="balanced")
+    assert len(outs) == 2  # a quick low-step preview first, then the final render
+    assert outs[0]["edited_crop"].size == out["crop"].size and "dl_png" not in outs[0]
+    final = outs[-1]
+    assert final["edited_crop"].size == out["crop"].size
+    png = Image.open(final["dl_png"]["value"])
+    assert png.size == Image.open(photo).size
+    recipe = json.loads(Path(final["dl_recipe"]["value"]).read_text())
+    assert recipe["strengths"] == {"Bangs": 0.8, "Smiling": 0.5}
+    assert Image.open(final["dl_crop"]["value"]).size == out["crop"].size
+
+
+def test_locks_and_target_mode(handlers: Handlers):
+    state = encode(handlers, EXAMPLES / "face_a.png")["state"]
+    # A locked slider is ignored (the pipeline would refuse a locked, moved attribute).
+    strengths, targets, locks, before = handlers.edit_request(
+        state,
+        MODES[0],
+        ["Smiling"],
+        [0.7 if n in ("Smiling", "Bangs") else 0.0 for n in state.slots],
+    )
+    assert strengths == {"Bangs": 0.7} and locks == ("Smiling",) and not targets
+    # Target mode: sliders start at the face's probability; only moved ones become targets.
+    sliders = handlers.on_mode(MODES[1], state)
+    start = {n: sliders[f"slot{i}"]["value"] for i, n in enumerate(state.slots) if n is not None}
+    assert all(0.0 <= v <= 1.0 for v in start.values())
+    values = [(0.95 if n == "Eyeglasses" else start[n]) if n else 0.0 for n in state.slots]
+    strengths, targets, locks, _ = handlers.edit_request(state, MODES[1], [], values)
+    assert targets == {"Eyeglasses": 0.95} and not strengths
+    final = list(handlers.on_render(state, MODES[1], QUALITY, -1, [], values))[-1]
+    assert "Eyeglasses" in final["status"]
+    reset = handlers.on_reset(MODES[0], state)
+    assert all(reset[f"slot{i}"]["value"] == 0.0 for i, n in enumerate(state.slots) if n)
+
+
+def test_render_without_face_is_a_clear_error(handlers: Handlers):
+    with pytest.raises(gr.Error, match="upload a photo"):
+        list(handlers.on_render(handlers.new_state(), MODES[0], QUALITY, -1, [], []))
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+UNREADABLE = {
+    "not_an_image.png": "not an image|cannot be read|cannot identify|unreadable|not a",
+    "empty.jpg": "empty",
+    "truncated.jpg": "truncated|corrupt|incomplete|damaged",
+    "corrupt.png": "corrupt|truncated|not an image|damaged|cannot",
+    "bomb.png": "too large|megapixel|Mpx|pixels",
+    "huge.jpg": "too large|megapixel|Mpx|pixels",
+    "tiny_face.png": "face",
+    "no_face.png": "no face",
+}
+USABLE = [
+    "grayscale.png",
+    "cmyk.jpg",
+    "sixteen_bit.png",
+    "rgba.png",
+    "palette.png",
+    "animated.gif",
+    "exif_rotated.jpg",
+    "face_at_border.png",
+]
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE))
+def test_bad_upload_gives_one_clear_line_and_session_stays_usable(
+    handlers: Handlers, files: dict[str, Path], name: str
+):
+    good = encode(handlers, EXAMPLES / "face_b.png")["state"]
+    out = encode(handlers, files[name], state=good)
+    message = out["status"]
+    assert message.startswith("⚠️"), message
+    assert "Traceback" not in message and "\n" not in message.strip()
+    import re
+
+    assert re.search(UNREADABLE[name], message, re.IGNORECASE), message
+    assert out["_warnings"] and out["_warnings"][0] in message  # shown as a toast too
+    assert out["state"].session is None and out["state"].uid == good.uid
+    # The same session goes on working with the next photo.
+    again = encode(handlers, EXAMPLES / "face_b.png", state=out["state"])
+    assert again["state"].session is not None
+
+
+@pytest.mark.parametrize("name", USABLE)
+def test_unusual_but_valid_images_are_edited(handlers: Handlers, files: dict[str, Path], name: str):
+    out = encode(handlers, files[name])
+    assert out["state"].session is not None, out.get("status")
+    session = out["state"].session
+    assert session.photo.mode == "RGB"
+    if name == "exif_rotated.jpg":  # upright: the stored image was sideways
+        assert session.photo.size == (256, 256)
+    if name == "face_at_border.png":  # the crop needed FFHQ's border padding
+        assert session.aligned.edge_band > 0
+    final = render(handlers, out["state"], {"Smiling": 0.5})[-1]
+    assert Image.open(final["dl_png"]["value"]).size == session.photo.size
+
+
+def test_several_faces_are_offered_and_pickable(handlers: Handlers, files: dict[str, Path]):
+    out = encode(handlers, files["two_faces.png"])
+    state = out["state"]
+    assert len(state.faces) == 2 and state.session.face_index == 0
+    assert out["faces_view"]["visible"] and out["face_pick"]["choices"] == ["Face 1", "Face 2"]
+    picked = handlers.on_face_pick("Face 2", False, QUALITY, MODES[0], state)
+    assert picked["state"].session.face_index == 1
+    assert picked["face_pick"]["value"] == "Face 2"
+    assert picked["state"].session.crop.tobytes() != state.session.crop.tobytes()
+
+
+def test_aligned_crop_input_skips_detection(handlers: Handlers, files: dict[str, Path]):
+    out = encode(handlers, files["no_face.png"], aligned=True)
+    assert out["state"].session is not None and out["state"].session.kind == "aligned"
+
+
+def test_model_selector_errors_are_clear(handlers: Handlers, tmp_path: Path):
+    state = handlers.new_state()
+    with pytest.raises(gr.Error) as missing:
+        handlers.on_load_model(str(tmp_path / "no-such-model"), MODES[0], state)
+    assert "no-such-model" in missing.value.message
+    wrong = tmp_path / "wrong-model"
+    wrong.mkdir()
+    (wrong / "config.json").write_text("{not json")
+    with pytest.raises(gr.Error) as broken:
+        handlers.on_load_model(str(wrong), MODES[0], state)
+    assert "config" in broken.value.message.lower()
+    loaded = handlers.on_load_model("", MODES[0], state)  # back to the default
+    assert loaded["state"].model == "" and "Model" in loaded["header"]
+
+
+def test_startup_with_a_missing_model_falls_back_with_a_notice(model_dir: str, tmp_path: Path):
+    def loader(spec: str):
+        return Studio.load(model_dir if spec == "default" else spec, device="cpu")
+
+    spec, studio, notice = load_startup_model(loader, str(tmp_path / "missing"))
+    assert spec == "default" and "missing" in notice
+    assert "⚠️" in describe(studio, spec, notice)
+    with pytest.raises(SystemExit, match="bundled model"):
+        load_startup_model(lambda s: Studio.load(str(tmp_path / "nothing")), "default")
+
+
+# --------------------------------------------------------------------------- other tabs
+
+
+def test_random_faces_send_to_edit(handlers: Handlers):
+    state = handlers.new_state()
+    out = handlers.on_sample(3, 2, QUALITY, state)
+    assert len(out["gallery"]) == 2 and len(out["state"].samples) == 2
+    state = handlers.on_sample_select(1, out["state"])["state"]
+    sent = handlers.on_send_to_edit(QUALITY, MODES[0], state)
+    assert sent["state"].session is state.samples[1]
+    assert sent["tabs"]["selected"] == "edit" and sent["photo"] is None
+    final = render(handlers, sent["state"], {"Smiling": 0.4})[-1]
+    assert final["edited_crop"].size == sent["crop"].size
+
+
+def test_interpolate_writes_strip_and_gif(handlers: Handlers):
+    out = handlers.on_interpolate(
+        str(EXAMPLES / "face_a.png"), str(EXAMPLES / "face_b.png"), 3, QUALITY, handlers.new_state()
+    )
+    strip, gif = Image.open(out["interp_strip"]), Image.open(out["interp_gif"])
+    assert strip.width == 3 * strip.height
+    assert gif.is_animated and gif.n_frames >= 3
+
+
+def test_custom_attribute_adds_a_slider(handlers: Handlers, files: dict[str, Path]):
+    state = encode(handlers, EXAMPLES / "face_a.png")["state"]
+    positives = [str(EXAMPLES / "face_a.png"), str(EXAMPLES / "face_c.png")]
+    negatives = [str(EXAMPLES / "face_b.png"), str(EXAMPLES / "face_d.png")]
+    out = handlers.on_custom(positives, negatives, "Happy vibe", False, MODES[0], state)
+    new = out["state"]
+    assert "Happy vibe" in new.slots and "Happy vibe" in new.custom_names
+    index = new.slots.index("Happy vibe")
+    assert out[f"slot{index}"]["visible"] and handlers.bank.slots[index].group == "custom"
+    assert Path(out["custom_file"]).suffix == ".safetensors"
+    final = render(handlers, new, {"Happy vibe": 0.6})[-1]
+    recipe = json.loads(Path(final["dl_recipe"]["value"]).read_text())
+    assert "Happy vibe" in recipe["custom_attributes"]
+    with pytest.raises(gr.Error, match="at least 2"):
+        handlers.on_custom(positives[:1], negatives, "Lonely", False, MODES[0], new)
+
+
+def test_psnr():
+    a = Image.new("RGB", (8, 8), (10, 20, 30))
+    assert psnr(a, a) == float("inf")
+    assert 20 < psnr(a, Image.new("RGB", (8, 8), (12, 20, 30))) < 50
