@@ -77,3 +77,80 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- studio (editing,
+# pipeline, CLI)
+# `studio_bundle`: a tiny32 bundle with random weights, a random latent DPM and a classifier
+# artefact fitted with scikit-learn on encoded SynthFaces images, saved once per test session.
+# `bundled_model_dir`: the bundled default model (assets/models/synthfaces64), skipped while it
+# does not exist. A random-weight model renders noise: test properties, not looks.
+
+STUDIO_TRAIN_FACES = 160  # SynthFaces seeds 0..159 fit the fixture's classifier
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "models" / "synthfaces64"
+
+
+@pytest.fixture(scope="session")
+def studio_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny32 bundle (32 px, 64-d z_sem) with latent DPM and `synthfaces` classifier."""
+    from sklearn.linear_model import LogisticRegression
+
+    from diffae_app.classifier import AttributeClassifier
+    from diffae_app.config import preset
+    from diffae_app.data.synthfaces import ATTRIBUTES, generate_batch
+    from diffae_app.diffae import DiffAE
+    from diffae_app.models import AutoencoderNet, LatentNet
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # far faster for a tiny model on a busy machine
+    try:
+        config = preset("tiny32")
+        with torch.random.fork_rng():
+            torch.manual_seed(1234)
+            autoencoder = AutoencoderNet(config.autoencoder)
+            latent_net = LatentNet(config.latent_net)
+        width = config.autoencoder.z_sem_channels
+        model = DiffAE(
+            config,
+            autoencoder,
+            latent_net=latent_net,
+            z_mean=torch.zeros(width),
+            z_std=torch.ones(width),
+        )
+        images, labels = generate_batch(range(STUDIO_TRAIN_FACES), config.autoencoder.image_size)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        z = torch.cat([model.encode(x[i : i + 60]) for i in range(0, len(x), 60)]).cpu()
+        z_mean, z_std = z.mean(0), z.std(0)
+        features = ((z - z_mean) / z_std).double().numpy()
+        rows, biases = [], []
+        for column in range(len(ATTRIBUTES)):
+            fit = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels[:, column])
+            rows.append(torch.from_numpy(fit.coef_[0]).float())
+            biases.append(float(fit.intercept_[0]))
+        classifier = AttributeClassifier(
+            attribute_names=ATTRIBUTES,
+            weight=torch.stack(rows),
+            bias=torch.tensor(biases),
+            z_mean=z_mean,
+            z_std=z_std,
+            source="tests: random tiny32 encoder + scikit-learn",
+        )
+        model = DiffAE(
+            config,
+            autoencoder,
+            latent_net=latent_net,
+            z_mean=z_mean,
+            z_std=z_std,
+            classifiers={"synthfaces": classifier},
+        )
+        return model.save_pretrained(tmp_path_factory.mktemp("studio") / "tiny32_bundle")
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    """assets/models/synthfaces64 (the bundled default model); skips while it is not built."""
+    if not (BUNDLED_MODEL_DIR / "config.json").is_file():
+        pytest.skip(f"bundled model not built yet ({BUNDLED_MODEL_DIR} has no config.json)")
+    return BUNDLED_MODEL_DIR

@@ -1,0 +1,548 @@
+"""Command line: every studio feature, scriptable. ``python -m diffae_app COMMAND ...``.
+
+    python -m diffae_app edit photo.jpg --set Smiling=0.3 --set Eyeglasses=0.2 --lock Male \\
+        --out edited.png                 # writes edited.png (full photo) + edited_crop.png
+    python -m diffae_app attributes photo.jpg
+    python -m diffae_app interpolate a.jpg b.jpg --frames 8 --out morph.gif
+    python -m diffae_app sample -n 8 --seed 1 --out samples.png
+    python -m diffae_app recipe apply recipe.json photo.jpg --out again.png
+    python -m diffae_app convert checkpoints/ models/ffhq256
+
+Exit codes: 0 done; 2 bad input or arguments (one line ``error: ...`` on stderr); 1 an output
+could not be written; 130 interrupted. Progress bars go to stderr (``--quiet`` hides them).
+The same calls as the UI: everything goes through :class:`~diffae_app.pipeline.Studio`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .session import QUALITY_PRESETS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+ENCODING_SUFFIX = ".safetensors"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _assignment(kind: str) -> Callable[[str], tuple[str, float]]:
+    def parse(text: str) -> tuple[str, float]:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME={kind.upper()}, got {text!r}")
+        try:
+            return name.strip(), float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{kind} of {name!r} must be a number, got {value!r}"
+            ) from None
+
+    parse.__name__ = kind
+    return parse
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("model and compute")
+    group.add_argument(
+        "--model",
+        default="default",
+        help="'default' (bundled SynthFaces-64), a bundle folder, a Hub repo id, or an official "
+        "checkpoint (.ckpt or checkpoints/ folder); default: %(default)s",
+    )
+    group.add_argument("--revision", help="Hub revision (branch, tag or commit) for a repo id")
+    group.add_argument(
+        "--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda[:N], mps"
+    )
+    group.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"))
+    group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    group.add_argument(
+        "--detector", default="auto", choices=("auto", "dlib", "face_alignment"),
+        help="face landmark backend",
+    )  # fmt: skip
+    group.add_argument(
+        "--quality",
+        default="balanced",
+        choices=tuple(QUALITY_PRESETS),
+        help="step-count preset: "
+        + ", ".join(
+            f"{k} (T_inv {v.T_inv}, T_render {v.T_render})" for k, v in QUALITY_PRESETS.items()
+        ),
+    )
+    group.add_argument(
+        "--T-inv", dest="T_inv", type=int, help="DDIM inversion steps (overrides --quality)"
+    )
+    group.add_argument(
+        "--T-render", dest="T_render", type=int, help="DDIM render steps (overrides --quality)"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+    return common
+
+
+def _input_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--face", type=int, default=0, help="which face, 0 = best (default 0)")
+    options.add_argument(
+        "--aligned", action="store_true", help="input is an aligned square crop: skip detection"
+    )
+    return options
+
+
+def _edit_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--set", dest="strengths", action="append", default=[], type=_assignment("strength"),
+        metavar="NAME=STRENGTH", help="attribute strength in the official units (e.g. 0.3); repeat",
+    )  # fmt: skip
+    options.add_argument(
+        "--lock", dest="locks", action="append", default=[], metavar="NAME",
+        help="keep this attribute fixed; repeat",
+    )  # fmt: skip
+    options.add_argument(
+        "--target", dest="targets", action="append", default=[], type=_assignment("probability"),
+        metavar="NAME=PROBABILITY", help="reach this classifier probability instead; repeat",
+    )  # fmt: skip
+    options.add_argument(
+        "--attribute", dest="attribute_files", action="append", default=[], metavar="FILE",
+        help="custom attribute artefact (.safetensors) to add to the sliders; repeat",
+    )  # fmt: skip
+    options.add_argument(
+        "--seed", type=int, help="render from fresh noise of this seed (a variation) "
+        "instead of the photo's inverted noise",
+    )  # fmt: skip
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common, inputs, edits = _common_options(), _input_options(), _edit_options()
+    parser = _OneLineParser(
+        prog="python -m diffae_app",
+        description="DiffAE Studio: edit faces in photos with Diffusion Autoencoders.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[*parents, common])
+
+    p = command("align", "detect the faces of a photo and write the aligned crop", inputs)
+    p.add_argument("photo")
+    p.add_argument("--out", required=True, help="aligned crop (PNG)")
+    p.add_argument("--size", type=int, help="crop side (default: the model's image size)")
+
+    p = command("encode", "encode a face once (z_sem + x_T) into a .safetensors file", inputs)
+    p.add_argument("photo")
+    p.add_argument("--out", required=True, help="encoding file (.safetensors)")
+
+    p = command(
+        "edit", "edit attributes; writes the full photo and the aligned crop", inputs, edits
+    )
+    p.add_argument("photo", help="photo, aligned crop (--aligned) or encoding (.safetensors)")
+    p.add_argument("--out", required=True, help="edited full photo (PNG/JPEG)")
+    p.add_argument("--crop-out", help="edited aligned crop (default: OUT with _crop added)")
+    p.add_argument("--recipe-out", help="write the edit's recipe (JSON) here")
+    p.add_argument("--feather", type=float, default=0.1, help="paste-back fade, 0-0.5 of the crop")
+
+    p = command("reconstruct", "render the face back without edits (quality check)", inputs)
+    p.add_argument("photo", help="photo, aligned crop (--aligned) or encoding (.safetensors)")
+    p.add_argument("--out", required=True, help="full photo with the reconstruction pasted back")
+    p.add_argument("--crop-out", help="reconstructed crop (default: OUT with _crop added)")
+
+    p = command("attributes", "print the classifier probability of every attribute", inputs)
+    p.add_argument("photo", help="photo, aligned crop (--aligned) or encoding (.safetensors)")
+    p.add_argument(
+        "--attribute", dest="attribute_files", action="append", default=[], metavar="FILE"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = command("interpolate", "morph between two faces", inputs)
+    p.add_argument("a", help="first photo, crop or encoding")
+    p.add_argument("b", help="second photo, crop or encoding")
+    p.add_argument("--face-b", type=int, help="face index in B (default: --face)")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--out", required=True, help=".gif animation, or .png for a strip only")
+    p.add_argument("--strip", help="also write the frames side by side to this image")
+    p.add_argument("--frame-ms", type=int, default=120, help="GIF frame duration")
+
+    p = command("sample", "draw random faces from the latent DPM")
+    p.add_argument("-n", type=int, default=8, help="how many (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--T-latent", dest="T_latent", type=int, help="latent DPM steps")
+    p.add_argument(
+        "--push", action="append", default=[], type=_assignment("strength"),
+        metavar="NAME=STRENGTH", help="push every sample along an attribute; repeat",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, help="grid image (.png/.jpg) or a folder")
+    p.add_argument("--encodings", help="also write each sample's encoding here (a folder)")
+
+    recipe = commands.add_parser(
+        "recipe", help="replay saved edits", description="replay saved edits"
+    )
+    recipe_commands = recipe.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    p = recipe_commands.add_parser(
+        "apply", help="apply a recipe (JSON) to a photo", parents=[common]
+    )
+    p.add_argument("recipe")
+    p.add_argument("photo")
+    p.add_argument("--aligned", action="store_true", help="photo is an aligned crop")
+    p.add_argument("--out", required=True)
+    p.add_argument("--crop-out")
+
+    p = command("custom-attribute", "fit a new attribute slider from example images")
+    p.add_argument("--name", required=True)
+    p.add_argument("--positive", nargs="+", required=True, help="images that have it")
+    p.add_argument("--negative", nargs="+", required=True, help="images that do not")
+    p.add_argument("--aligned", action="store_true", help="examples are aligned crops")
+    p.add_argument("--out", required=True, help="classifier artefact (.safetensors)")
+
+    commands.add_parser(
+        "convert", help="convert an official checkpoint into a bundle (see convert --help)",
+        add_help=False,
+    )  # fmt: skip
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Bars:
+    """A fresh tqdm bar on stderr per progress stream (one per studio call)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, step: int, total: int, message: str) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != total or step < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, file=sys.stderr, leave=False, unit="step")
+        self.bar.set_description_str(message, refresh=False)
+        self.bar.update(step - self.bar.n)
+        if step >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _steps(args: argparse.Namespace) -> tuple[int, int]:
+    preset = QUALITY_PRESETS[args.quality]
+    T_inv = preset.T_inv if args.T_inv is None else args.T_inv
+    return (T_inv, preset.T_render if args.T_render is None else args.T_render)
+
+
+def _studio(args: argparse.Namespace):
+    import torch
+
+    from .pipeline import Studio
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return Studio.load(
+        args.model,
+        revision=args.revision,
+        device=args.device,
+        precision=args.precision,
+        detector=args.detector,
+    )
+
+
+def _session(studio, source: str, args: argparse.Namespace, bars: _Bars, face: int | None = None):
+    T_inv, _ = _steps(args)
+    if Path(source).suffix.lower() == ENCODING_SUFFIX:
+        return studio.import_encoding(source)
+    if getattr(args, "aligned", False):
+        return studio.encode_aligned(source, T_inv=T_inv, progress=bars)
+    return studio.encode_photo(
+        source, face_index=args.face if face is None else face, T_inv=T_inv, progress=bars
+    )
+
+
+def _custom(files: Sequence[str]):
+    from .classifier import AttributeClassifier
+
+    return [AttributeClassifier.load(f) for f in files]
+
+
+def _crop_path(out: str, crop_out: str | None) -> Path:
+    if crop_out:
+        return Path(crop_out)
+    out_path = Path(out)
+    return out_path.with_name(f"{out_path.stem}_crop{out_path.suffix or '.png'}")
+
+
+def _image_name(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path.name}: use an image file name ending in .png or .jpg")
+    return path
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse bad output names before any slow work."""
+    _image_name(args.out)
+    _image_name(_crop_path(args.out, args.crop_out))
+
+
+def _save(image, path: str | Path) -> Path:
+    path = _image_name(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _print_result(result, locks: Sequence[str]) -> None:
+    before, after = result.probabilities_before, result.probabilities_after
+    if not before:
+        return
+    rows = [("attribute", "before", "after", "strength")]
+    for name in before:
+        strength = result.strengths.get(name)
+        mark = f"{strength:+.3f}" if strength else ("locked" if name in locks else "")
+        rows.append((name, f"{before[name]:.3f}", f"{after[name]:.3f}", mark))
+    print(_table(rows))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_align(args: argparse.Namespace, bars: _Bars) -> None:
+    _image_name(args.out)
+    from .align import align_face, detect_faces, make_detector
+    from .imaging import load_image
+    from .pipeline import usable_faces
+    from .session import FaceIndexError
+
+    photo = load_image(args.photo)
+    if args.size is not None:  # no model needed
+        faces = usable_faces(detect_faces(photo, make_detector(args.detector)))
+        size = args.size
+    else:
+        studio = _studio(args)
+        faces = studio.detect_faces(photo)
+        size = studio.image_size
+    if not 0 <= args.face < len(faces):
+        raise FaceIndexError(
+            f"face {args.face} requested but the photo has {len(faces)} "
+            f"face{'s' if len(faces) != 1 else ''} (numbered from 0)"
+        )
+    for index, face in enumerate(faces):
+        left, top, right, bottom = face.box
+        print(
+            f"face {index}: box ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f}) "
+            f"score {face.score:.2f}"
+        )
+    aligned = align_face(photo, faces[args.face], size)
+    print(f"wrote {_save(aligned.image, args.out)}")
+
+
+def _cmd_encode(args: argparse.Namespace, bars: _Bars) -> None:
+    studio = _studio(args)
+    session = _session(studio, args.photo, args, bars)
+    print(f"wrote {studio.export_encoding(session, args.out)}")
+
+
+def _write_result(result, args: argparse.Namespace) -> None:
+    print(f"wrote {_save(result.photo, args.out)}")
+    print(f"wrote {_save(result.crop, _crop_path(args.out, args.crop_out))}")
+
+
+def _cmd_edit(args: argparse.Namespace, bars: _Bars) -> None:
+    _check_outputs(args)
+    studio = _studio(args)
+    custom = _custom(args.attribute_files)
+    session = _session(studio, args.photo, args, bars)
+    _, T_render = _steps(args)
+    result = studio.render(
+        session,
+        dict(args.strengths),
+        locks=args.locks,
+        targets=dict(args.targets),
+        T_render=T_render,
+        seed=args.seed,
+        custom_attributes=custom,
+        feather=args.feather,
+        progress=bars,
+    )
+    _print_result(result, args.locks)
+    _write_result(result, args)
+    if args.recipe_out:
+        path = Path(args.recipe_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.recipe.to_json() + "\n")
+        print(f"wrote {path}")
+
+
+def _cmd_reconstruct(args: argparse.Namespace, bars: _Bars) -> None:
+    _check_outputs(args)
+    studio = _studio(args)
+    session = _session(studio, args.photo, args, bars)
+    _, T_render = _steps(args)
+    _write_result(studio.reconstruct(session, T_render=T_render, progress=bars), args)
+
+
+def _cmd_attributes(args: argparse.Namespace, bars: _Bars) -> None:
+    studio = _studio(args)
+    custom = _custom(args.attribute_files)
+    session = _session(studio, args.photo, args, bars)
+    probabilities = studio.attributes(session, custom_attributes=custom)
+    if args.json:
+        print(json.dumps(probabilities, indent=2))
+    else:
+        rows = [("attribute", "probability")]
+        rows += [(name, f"{p:.3f}") for name, p in probabilities.items()]
+        print(_table(rows))
+
+
+def _cmd_interpolate(args: argparse.Namespace, bars: _Bars) -> None:
+    from .pipeline import write_gif, write_strip
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".gif", ".png", ".jpg", ".jpeg", ".webp"):
+        raise ValueError(f"{out.name}: use a .gif (animation) or .png (strip) file name")
+    studio = _studio(args)
+    a = _session(studio, args.a, args, bars)
+    b = _session(studio, args.b, args, bars, face=args.face_b)
+    _, T_render = _steps(args)
+    frames = studio.interpolate(a, b, args.frames, T_render=T_render, progress=bars)
+    if out.suffix.lower() == ".gif":
+        write_gif(frames, out, frame_ms=args.frame_ms)
+    else:
+        write_strip(frames, out)
+    print(f"wrote {out}")
+    if args.strip:
+        write_strip(frames, args.strip)
+        print(f"wrote {args.strip}")
+
+
+def _cmd_sample(args: argparse.Namespace, bars: _Bars) -> None:
+    from .pipeline import grid
+
+    studio = _studio(args)
+    _, T_render = _steps(args)
+    sessions = studio.sample_sessions(
+        args.n,
+        seed=args.seed,
+        T_render=T_render,
+        T_latent=args.T_latent,
+        push=dict(args.push),
+        progress=bars,
+    )
+    out = Path(args.out)
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        print(f"wrote {_save(grid([s.crop for s in sessions]), out)}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for index, session in enumerate(sessions):
+            session.crop.save(out / f"sample_{args.seed}_{index:03d}.png")
+        print(f"wrote {len(sessions)} images to {out}")
+    if args.encodings:
+        folder = Path(args.encodings)
+        for index, session in enumerate(sessions):
+            studio.export_encoding(session, folder / f"sample_{args.seed}_{index:03d}.safetensors")
+        print(f"wrote {len(sessions)} encodings to {folder}")
+
+
+def _cmd_recipe(args: argparse.Namespace, bars: _Bars) -> None:
+    from .session import Recipe, RecipeError
+
+    path = Path(args.recipe)
+    if not path.is_file():
+        raise RecipeError(f"{path.name}: no such recipe file")
+    recipe = Recipe.from_json(path.read_bytes())  # its step counts override --quality
+    _check_outputs(args)
+    studio = _studio(args)
+    result = studio.apply_recipe(args.photo, recipe, aligned=args.aligned, progress=bars)
+    _print_result(result, recipe.locks)
+    _write_result(result, args)
+
+
+def _cmd_custom_attribute(args: argparse.Namespace, bars: _Bars) -> None:
+    studio = _studio(args)
+    classifier = studio.custom_attribute(
+        args.positive, args.negative, args.name, aligned=args.aligned
+    )
+    accuracy = classifier.metrics[args.name]["train_accuracy"]
+    print(f"fitted {args.name!r}: training accuracy {accuracy:.2f}")
+    print(f"wrote {classifier.save(args.out)}")
+
+
+_COMMANDS = {
+    "align": _cmd_align,
+    "encode": _cmd_encode,
+    "edit": _cmd_edit,
+    "reconstruct": _cmd_reconstruct,
+    "attributes": _cmd_attributes,
+    "interpolate": _cmd_interpolate,
+    "sample": _cmd_sample,
+    "recipe": _cmd_recipe,
+    "custom-attribute": _cmd_custom_attribute,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "convert":
+        from .convert import main as convert_main
+
+        return convert_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    bars = _Bars(args.quiet)
+    # --quiet also hides notes such as the detector fallback, so stderr holds only errors.
+    package_logger = logging.getLogger("diffae_app")
+    previous_level = package_logger.level
+    if args.quiet:
+        package_logger.setLevel(logging.ERROR)
+    try:
+        _COMMANDS[args.command](args, bars)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # unwritable output, disk full: not the input's fault
+        detail = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        print(f"error: {' '.join(detail.split())}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:
+        # Every studio error is a ValueError with a one-line message (ImageError, NoFaceFound,
+        # FaceTooSmall, CheckpointError, ClassifierError, StudioError); DetectorUnavailable is a
+        # RuntimeError. Whitespace is folded so the report stays on one line regardless.
+        from .align import DetectorUnavailable
+
+        if isinstance(exc, RuntimeError) and not isinstance(exc, DetectorUnavailable):
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    finally:
+        bars.close()
+        package_logger.setLevel(previous_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
