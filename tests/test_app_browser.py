@@ -217,3 +217,35 @@ def test_non_image_upload_shows_an_error_toast(page, tmp_path: Path):
     # The page stays usable: a good photo still encodes.
     upload(page, "photo", EXAMPLES / "face_b.png")
     model_size(page)
+
+
+@pytest.mark.skipif(
+    os.environ.get("DIFFAE_UPDATE_SCREENSHOT") != "1",
+    reason="writes docs/screenshot.png; run with DIFFAE_UPDATE_SCREENSHOT=1 on the bundled model",
+)
+def test_readme_screenshot(browser, url: str):
+    """The README's screenshot: an example face with two edits, top of the page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1250})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#examples").get_by_role("button").first.click()
+    image_size(page, "#reconstruction")
+    set_slider(page, "attr-Smiling", 0.15)
+    set_slider(page, "attr-Blond_Hair", 0.2)
+    page.wait_for_function(
+        "() => document.querySelector('#edit-status').innerText.includes('Blond hair')"
+        " && !document.querySelector('#download-png').disabled"
+    )
+    page.wait_for_timeout(1500)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(500)
+    shot = ARTIFACTS / "readme_screenshot.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
+    context.close()
+    image = Image.open(shot).convert("RGB")
+    target = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        target, optimize=True
+    )

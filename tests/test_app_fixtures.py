@@ -3,7 +3,8 @@
 * :func:`build_tiny_bundle`: a tiny32 bundle with random weights, a latent DPM and a
   SynthFaces-named classifier artefact: the whole app runs on it in seconds.
 * :func:`app_model`: the model the app tests run on: the bundled SynthFaces-64 when it is
-  installed (``DIFFAE_TEST_MODEL=tiny`` forces the tiny one), else the tiny bundle.
+  installed (server tests), the tiny bundle for the in-process handler tests (fast);
+  ``DIFFAE_TEST_MODEL=tiny|bundled`` overrides.
 * :class:`AppServer`: ``python app.py`` in a subprocess on a free port, waited for by its
   ready line, with its output collected (the real launch path, as a user runs it).
 * bad-input file makers shared by the handler and browser tests.
@@ -79,10 +80,16 @@ def build_tiny_bundle(folder: Path) -> Path:
     return folder
 
 
-def app_model(tmp_root: Path) -> str:
-    """Folder of the model the app tests use (see module docstring)."""
+def app_model(tmp_root: Path, *, prefer: str = "bundled") -> str:
+    """Folder of the model the app tests use.
+
+    ``DIFFAE_TEST_MODEL`` = ``bundled`` or ``tiny`` decides; otherwise (``auto``) ``prefer``
+    does, and the bundled model is used only when it is installed.
+    """
     choice = os.environ.get("DIFFAE_TEST_MODEL", "auto")
-    if choice == "bundled" or (choice == "auto" and (BUNDLED / "config.json").is_file()):
+    if choice == "auto":
+        choice = prefer
+    if choice == "bundled" and (BUNDLED / "config.json").is_file():
         return str(BUNDLED)
     return str(build_tiny_bundle(tmp_root / "tiny32-bundle"))
 

@@ -1,6 +1,6 @@
 """The studio's handlers without a server: layout rules, every bad input of issue 7, the
-slider/lock/target wiring, and the model selector's errors. Runs on the tiny bundle (or the
-bundled model, see test_app_fixtures.app_model)."""
+slider/lock/target wiring, and the model selector's errors. Runs on the tiny random-weight
+bundle (``DIFFAE_TEST_MODEL=bundled`` runs it on the bundled model)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ QUALITY = "preview"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return app_model(tmp_path_factory.mktemp("model"))
+    # The handlers' wiring does not depend on the weights: the tiny bundle keeps this fast.
+    return app_model(tmp_path_factory.mktemp("model"), prefer="tiny")
 
 
 @pytest.fixture(scope="module")

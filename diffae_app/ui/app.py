@@ -109,155 +109,161 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
 
 
 def _edit_tab(c: dict[str, Any], bank: SliderBank, initial: Any, examples: Sequence[str]) -> None:
+    """Three columns: the photo and its encoding | the edit and downloads | the sliders."""
     with gr.Row(equal_height=False):
-        with gr.Column(scale=5, min_width=320):
-            c["photo"] = PhotoInput(
-                type="filepath",
-                label="Photo (upload, webcam or paste)",
-                sources=["upload", "webcam", "clipboard"],
-                elem_id="photo",
-                height=320,
+        with gr.Column(scale=4, min_width=300):
+            _input_column(c, examples)
+        with gr.Column(scale=4, min_width=300):
+            _result_column(c)
+        with gr.Column(scale=4, min_width=300):
+            _slider_column(c, bank, initial)
+
+
+def _input_column(c: dict[str, Any], examples: Sequence[str]) -> None:
+    c["photo"] = PhotoInput(
+        type="filepath",
+        label="Photo (upload, webcam or paste)",
+        sources=["upload", "webcam", "clipboard"],
+        elem_id="photo",
+        height=280,
+    )
+    if examples:
+        gr.Examples(
+            examples=[[p] for p in examples],
+            inputs=[c["photo"]],
+            label="Examples: click a face",
+            cache_examples=False,
+            examples_per_page=12,
+            elem_id="examples",
+        )
+    with gr.Group():
+        c["faces_view"] = gr.AnnotatedImage(
+            label="Faces in the photo", visible=False, elem_id="faces-view", height=240
+        )
+        c["face_pick"] = gr.Radio([], label="Face to edit", visible=False, elem_id="face-pick")
+    with gr.Row():
+        c["crop"] = gr.Image(
+            label="Aligned face",
+            format="png",
+            interactive=False,
+            elem_id="aligned-crop",
+            height=170,
+            buttons=["download"],
+        )
+        c["recon"] = gr.Image(
+            label="Reconstruction",
+            format="png",
+            interactive=False,
+            elem_id="reconstruction",
+            height=170,
+            buttons=["download"],
+        )
+    c["quality_md"] = gr.Markdown("", elem_id="quality")
+    c["quality"] = gr.Radio(
+        _quality_choices(), value=DEFAULT_QUALITY, label="Quality / speed", elem_id="quality-preset"
+    )
+    c["aligned"] = gr.Checkbox(
+        False,
+        label="My image is already an aligned face crop (skip face detection)",
+        elem_id="aligned-input",
+    )
+
+
+def _result_column(c: dict[str, Any]) -> None:
+    c["edited_crop"] = gr.Image(
+        label="Edited face",
+        format="png",
+        interactive=False,
+        elem_id="edited-crop",
+        height=240,
+        buttons=["download", "fullscreen"],
+    )
+    c["status"] = gr.Markdown("Upload a photo or click an example.", elem_id="edit-status")
+    c["compare"] = gr.ImageSlider(
+        label="Before / after (full photo)",
+        interactive=False,
+        elem_id="compare",
+        type="filepath",
+        format="png",
+        height=300,
+        buttons=["fullscreen"],
+    )
+    with gr.Row():
+        c["dl_png"] = gr.DownloadButton(
+            "Full photo (PNG)", interactive=False, elem_id="download-png", size="sm"
+        )
+        c["dl_crop"] = gr.DownloadButton(
+            "Edited crop (PNG)", interactive=False, elem_id="download-crop", size="sm"
+        )
+    with gr.Row():
+        c["dl_recipe"] = gr.DownloadButton(
+            "Edit recipe (JSON)", interactive=False, elem_id="download-recipe", size="sm"
+        )
+        c["dl_encoding"] = gr.DownloadButton(
+            "Encoded face", interactive=False, elem_id="download-encoding", size="sm"
+        )
+    c["chart"] = gr.HTML(
+        "<div class='prob-chart prob-empty'>Attribute probabilities appear here.</div>",
+        label="Attribute probabilities (before / after)",
+        elem_id="prob-chart",
+    )
+
+
+def _slider_column(c: dict[str, Any], bank: SliderBank, initial: Any) -> None:
+    c["mode"] = gr.Radio(
+        list(MODES),
+        value=MODES[0],
+        label="Sliders set",
+        elem_id="slider-mode",
+        info="strength: how far to move (-1…1); target probability: where to go (0…1)",
+    )
+    with gr.Row():
+        c["render_btn"] = gr.Button("Render", variant="primary", elem_id="render-btn")
+        c["reset_btn"] = gr.Button("Reset", elem_id="reset-btn")
+    c["search"] = gr.Textbox(
+        placeholder="Filter sliders, e.g. hair",
+        show_label=False,
+        elem_id="slider-search",
+        container=False,
+    )
+    slot_map = initial.slots
+    for group in GROUPS:
+        indices = bank.group_indices(group)
+        visible = any(slot_map[i] is not None for i in indices)
+        with gr.Accordion(
+            GROUP_TITLES[group],
+            open=group in ("expression", "hair", "accessories", "custom"),
+            visible=visible,
+            elem_id=f"group-{group}",
+            elem_classes=["attr-group"],
+        ) as accordion:
+            c[f"group:{group}"] = accordion
+            for i in indices:
+                name = slot_map[i]
+                c[f"slot{i}"] = gr.Slider(
+                    STRENGTH_RANGE[0],
+                    STRENGTH_RANGE[1],
+                    value=0.0,
+                    step=STRENGTH_STEP,
+                    label=attribute_label(name) if name else "(unused)",
+                    visible=name is not None,
+                    elem_id=bank.slots[i].elem_id,
+                    min_width=200,
+                )
+            names = [slot_map[i] for i in indices if slot_map[i] is not None]
+            c[f"locks:{group}"] = gr.CheckboxGroup(
+                [(attribute_label(n), n) for n in names],
+                value=[],
+                label="Keep fixed",
+                elem_id=f"locks-{group}",
             )
-            if examples:
-                gr.Examples(
-                    examples=[[p] for p in examples],
-                    inputs=[c["photo"]],
-                    label="Examples: click a face",
-                    cache_examples=False,
-                    examples_per_page=12,
-                    elem_id="examples",
-                )
-            with gr.Row():
-                c["quality"] = gr.Radio(
-                    _quality_choices(),
-                    value=DEFAULT_QUALITY,
-                    label="Quality / speed",
-                    elem_id="quality-preset",
-                )
-            c["aligned"] = gr.Checkbox(
-                False,
-                label="My image is already an aligned face crop (skip face detection)",
-                elem_id="aligned-input",
-            )
-            with gr.Group():
-                c["faces_view"] = gr.AnnotatedImage(
-                    label="Faces in the photo", visible=False, elem_id="faces-view", height=260
-                )
-                c["face_pick"] = gr.Radio(
-                    [], label="Face to edit", visible=False, elem_id="face-pick"
-                )
-            with gr.Row():
-                c["crop"] = gr.Image(
-                    label="Aligned face",
-                    format="png",
-                    interactive=False,
-                    elem_id="aligned-crop",
-                    height=200,
-                    buttons=["download"],
-                )
-                c["recon"] = gr.Image(
-                    label="Reconstruction",
-                    format="png",
-                    interactive=False,
-                    elem_id="reconstruction",
-                    height=200,
-                    buttons=["download"],
-                )
-            c["quality_md"] = gr.Markdown("", elem_id="quality")
-        with gr.Column(scale=5, min_width=320):
-            with gr.Row():
-                c["mode"] = gr.Radio(
-                    list(MODES),
-                    value=MODES[0],
-                    label="Sliders set",
-                    elem_id="slider-mode",
-                    info="strength: how far to move (-1…1); target probability: where to go (0…1)",
-                )
-                c["seed"] = gr.Number(
-                    -1,
-                    precision=0,
-                    label="Variation seed (-1: faithful to the photo)",
-                    elem_id="variation-seed",
-                    minimum=-1,
-                )
-            c["search"] = gr.Textbox(
-                placeholder="Filter sliders, e.g. hair",
-                show_label=False,
-                elem_id="slider-search",
-                container=False,
-            )
-            with gr.Row():
-                c["render_btn"] = gr.Button("Render", variant="primary", elem_id="render-btn")
-                c["reset_btn"] = gr.Button("Reset", elem_id="reset-btn")
-            slot_map = initial.slots
-            for group in GROUPS:
-                indices = bank.group_indices(group)
-                visible = any(slot_map[i] is not None for i in indices)
-                with gr.Accordion(
-                    GROUP_TITLES[group],
-                    open=group in ("expression", "hair", "accessories", "custom"),
-                    visible=visible,
-                    elem_id=f"group-{group}",
-                    elem_classes=["attr-group"],
-                ) as accordion:
-                    c[f"group:{group}"] = accordion
-                    for i in indices:
-                        name = slot_map[i]
-                        c[f"slot{i}"] = gr.Slider(
-                            STRENGTH_RANGE[0],
-                            STRENGTH_RANGE[1],
-                            value=0.0,
-                            step=STRENGTH_STEP,
-                            label=attribute_label(name) if name else "(unused)",
-                            visible=name is not None,
-                            elem_id=bank.slots[i].elem_id,
-                            min_width=200,
-                        )
-                    names = [slot_map[i] for i in indices if slot_map[i] is not None]
-                    c[f"locks:{group}"] = gr.CheckboxGroup(
-                        [(attribute_label(n), n) for n in names],
-                        value=[],
-                        label="Keep fixed",
-                        elem_id=f"locks-{group}",
-                    )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3, min_width=240):
-            c["edited_crop"] = gr.Image(
-                label="Edited face",
-                format="png",
-                interactive=False,
-                elem_id="edited-crop",
-                height=256,
-                buttons=["download", "fullscreen"],
-            )
-            c["status"] = gr.Markdown("Upload a photo or click an example.", elem_id="edit-status")
-            c["chart"] = gr.HTML(
-                "<div class='prob-chart prob-empty'>Attribute probabilities appear here.</div>",
-                label="Attribute probabilities (before / after)",
-                elem_id="prob-chart",
-            )
-        with gr.Column(scale=5, min_width=320):
-            c["compare"] = gr.ImageSlider(
-                label="Before / after (full photo)",
-                interactive=False,
-                elem_id="compare",
-                type="filepath",
-                format="png",
-                buttons=["fullscreen"],
-            )
-            with gr.Row():
-                c["dl_png"] = gr.DownloadButton(
-                    "Full photo (PNG)", interactive=False, elem_id="download-png"
-                )
-                c["dl_crop"] = gr.DownloadButton(
-                    "Aligned crop (PNG)", interactive=False, elem_id="download-crop"
-                )
-                c["dl_recipe"] = gr.DownloadButton(
-                    "Edit recipe (JSON)", interactive=False, elem_id="download-recipe"
-                )
-                c["dl_encoding"] = gr.DownloadButton(
-                    "Encoded face", interactive=False, elem_id="download-encoding"
-                )
+    c["seed"] = gr.Number(
+        -1,
+        precision=0,
+        label="Variation seed (-1: faithful to the photo; ≥ 0: fresh noise)",
+        elem_id="variation-seed",
+        minimum=-1,
+    )
 
 
 def _interpolate_tab(c: dict[str, Any]) -> None:
