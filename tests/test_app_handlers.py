@@ -27,7 +27,7 @@ from diffae_app.ui.models import ModelRegistry, describe, load_startup_model
 from diffae_app.ui.runtime import Settings, gpu
 from diffae_app.ui.state import UserState
 
-from .test_app_fixtures import EXAMPLES, app_model, bad_inputs, real_photo
+from .test_app_fixtures import EXAMPLES, REPO, app_model, bad_inputs, real_photo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -105,6 +105,33 @@ def test_slider_bank_maps_known_unknown_and_custom_names():
     values = [1.0 if n == "Smiling" else 0.0 for n in mapping]
     assert values_by_name(mapping, values)["Smiling"] == 1.0
     assert bank.visible_groups(mapping) == {"expression", "other", "custom"}
+
+
+def test_forty_celeba_sliders_find_their_groups():
+    bank = SliderBank([*SYNTHFACES_ATTRIBUTES, *CELEBA_ATTRIBUTES])
+    mapping = bank.assign(CELEBA_ATTRIBUTES)
+    assert not bank.unplaced(mapping, CELEBA_ATTRIBUTES)
+    groups: dict[str, int] = {}
+    for slot, name in zip(bank.slots, mapping, strict=True):
+        if name is not None:
+            groups[slot.group] = groups.get(slot.group, 0) + 1
+    assert sum(groups.values()) == 40
+    assert groups["expression"] == 2 and groups["accessories"] >= 6 and groups["hair"] >= 10
+    assert groups.get("other", 0) <= 2  # only names like Blurry fall through
+
+
+def test_app_module_builds_demo_without_launching(monkeypatch, model_dir: str):
+    import importlib.util
+
+    monkeypatch.setenv("DIFFAE_MODEL", model_dir)
+    spec = importlib.util.spec_from_file_location("studio_app_under_test", REPO / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.demo, gr.Blocks)
+    assert not module.demo.is_running  # launching happens only under __main__
+    names = {d.api_name for d in module.demo.fns.values() if d.api_visibility == "public"}
+    assert {"encode", "edit", "interpolate", "sample", "attributes"} <= names
+    assert module.models.default.model_id  # the model is loaded once, at import
 
 
 def test_probability_chart_lists_moved_attributes_first():
