@@ -199,6 +199,9 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
         Studio.load(text)
     with pytest.raises(StudioError, match="precision must be one of"):
         Studio.load(tmp_path, precision="int8")
+    # A Hub repo id that is not in the local cache, offline (the fixture sets HF_HUB_OFFLINE).
+    with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
+        Studio.load("diffae-studio-tests/not-a-model")
 
 
 def test_choose_device() -> None:
@@ -662,6 +665,7 @@ def _restore_cache(tiny_studio: Studio) -> Iterator[None]:
 # Official checkpoints as the model
 
 
+@pytest.mark.slow
 def test_official_checkpoints_folder_loads_with_its_classifier(
     official_dir: Path, tmp_path: Path, detector: DlibDetector
 ) -> None:
