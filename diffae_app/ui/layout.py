@@ -213,8 +213,9 @@ CSS = """
             margin: 0 0.3em 0 0.8em; }
 .prob-key.prob-before, .prob-key.prob-after { position: static; }
 #studio-header .demo-note { color: var(--body-text-color-subdued); }
-#aligned-crop img, #reconstruction img, #edited-crop img {
+#aligned-crop img, #reconstruction img, #edited-crop img, #interp-gif img {
   width: 100%; height: 100%; object-fit: contain; }
+#interp-strip img { width: 100%; height: auto; }
 """
 
 # Client-side slider search. Matching is on the label (and the elem_id); hiding is done by a
