@@ -134,7 +134,7 @@ def main() -> None:
             wall, cpu = median_seconds(make(name, batch, precision), args.steps)
             print(
                 f"{stage:<12} {name:<16} {batch:>5} {precision:>9} {wall:>8.3f} "
-                f"{batch / wall:>9.1f} {cpu:>10.3f} {batch / cpu:>11.1f}",
+                f"{batch / wall:>9.3g} {cpu:>10.3f} {batch / cpu:>11.3g}",
                 flush=True,
             )
 

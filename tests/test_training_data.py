@@ -346,7 +346,7 @@ def test_fit_classifiers_matches_sklearn_and_stores_metrics(tmp_path: Path) -> N
     # The artefact's logits are the regression's decision function on normalised z.
     from sklearn.linear_model import LogisticRegression
 
-    zn = codes.normalized().double().numpy()
+    zn = codes.normalized().numpy()  # float32, as fit_classifiers fits
     rng = np.random.default_rng(1)
     test = np.zeros(200, bool)
     test[rng.permutation(200)[:50]] = True

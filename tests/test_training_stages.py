@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -139,10 +140,10 @@ def test_latent_run_exports_autoencoder_plus_latent_dpm(pipeline: Path) -> None:
     codes = load_latents(pipeline / "latents.safetensors")
     assert torch.equal(stats["z_mean"], codes.z_mean) and torch.equal(stats["z_std"], codes.z_std)
     # Same autoencoder weights as the stage-1 bundle.
-    assert (
-        load_file(str(bundle / "autoencoder.safetensors")).keys()
-        == load_file(str(pipeline / "ae" / "bundle" / "autoencoder.safetensors")).keys()
-    )
+    copied = load_file(str(bundle / "autoencoder.safetensors"))
+    original = load_file(str(pipeline / "ae" / "bundle" / "autoencoder.safetensors"))
+    assert copied.keys() == original.keys()
+    assert all(torch.equal(copied[k], v) for k, v in original.items())
     ema = torch.load(run / "checkpoints" / "state-00000004.pt", weights_only=True)["ema"]
     assert all(torch.equal(stats[k], v) for k, v in ema.items())
 
@@ -162,6 +163,11 @@ def test_final_bundle_loads_in_the_editing_pipeline_and_renders(pipeline: Path) 
     assert set(classifier.attribute_names) <= set(ATTRIBUTES)
     logits = classifier.logits(z)
     assert logits.shape == (2, len(classifier.attribute_names)) and torch.isfinite(logits).all()
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (pipeline / "final", pipeline / "final" / "latent_net.safetensors"):
+        default = 0o777 if path.is_dir() else 0o666
+        assert path.stat().st_mode & 0o777 == default & ~umask  # readable by other users
     card = (pipeline / "final" / "README.md").read_text()
     assert '"step": 4' in card and "| attribute | held-out n |" in card
     assert "Resolved training options" in card and str(pipeline / "data") in card

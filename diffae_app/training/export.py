@@ -229,6 +229,16 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
         os.replace(tmp, out_dir)
 
 
+def _share_permissions(folder: Path) -> None:
+    """The usual umask-based modes: mkdtemp makes 0700 folders and safetensors 0600 files,
+    which would hide a shipped bundle from other users (a web server, a container)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def load_classifiers(paths: list[str | os.PathLike]) -> dict[str, AttributeClassifier]:
     """Classifier artefacts by file stem (their name in a bundle's classifiers/ folder)."""
     out: dict[str, AttributeClassifier] = {}
@@ -287,6 +297,7 @@ def write_bundle(
                 extra=_card_extra(classifiers, options),
             ),
         )
+        _share_permissions(tmp)
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
