@@ -6,18 +6,22 @@
     x_T = m.encode_stochastic(x, z, T=250)  # DDIM inversion
     img = m.render(x_T, z, T=20)           # -> (B,3,H,W) in [0,1]
 
-Only EMA weights are kept (one copy, in the chosen dtype). Every call runs under
-`torch.inference_mode`; randomness comes only from the `generator`/`noise` arguments.
+Only EMA weights are kept, one copy, in the chosen precision: "float32" (numerically the
+official code), "bfloat16" or "float16" (the autoencoder's weights are converted once at load,
+normalisation parameters excepted; GroupNorm and attention softmax still compute in float32).
+Every call runs under `torch.inference_mode`; randomness comes only from the
+`generator`/`noise` arguments. Measured speed and fidelity: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from torch import nn
 
 from .checkpoints import (
     CheckpointError,
@@ -29,11 +33,15 @@ from .checkpoints import (
 )
 from .classifier import AttributeClassifier
 from .config import ModelConfig
-from .diffusion import ddim_invert, ddim_sample, make_schedule
+from .diffusion import Schedule, ddim_invert, ddim_sample, make_schedule
 from .diffusion.ddim import StepCallback
 from .models import AutoencoderNet, LatentNet
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Parameters of these stay float32 in every precision: they are tiny, and GroupNorm32
+# normalises in float32 anyway (bf16 gamma/beta would only add rounding).
+_NORMS = (nn.GroupNorm, nn.LayerNorm)
 
 
 class DiffAE:
@@ -59,8 +67,19 @@ class DiffAE:
         self.config = config
         self.device = torch.device(device)
         self.precision = precision
+        self.dtype = _DTYPES[precision]
         self.source = source
-        self.autoencoder = autoencoder.eval().requires_grad_(False).to(self.device)
+        # Converted in place, parameter by parameter: no second full copy at any time. The
+        # latent DPM stays float32: an MLP on (n, 512) codes, cheap at any precision.
+        _cast_weights(autoencoder.eval().requires_grad_(False), self.dtype)
+        # Reduced precision on the CPU runs channels-last (NHWC): oneDNN's bf16 convolutions
+        # then skip a layout reorder per call (UNet forward 1.16x faster at 256 px here,
+        # benchmarks/RESULTS.md). float32 keeps NCHW: NHWC would gain 1.14x but double its
+        # (tiny) distance to the official reference outputs. CUDA keeps NCHW (its GroupNorm
+        # copies NHWC input to NCHW; not measured here).
+        reduced_on_cpu = self.dtype != torch.float32 and self.device.type == "cpu"
+        self.memory_format = torch.channels_last if reduced_on_cpu else torch.contiguous_format
+        self.autoencoder = autoencoder.to(self.device, memory_format=self.memory_format)
         self.latent_net = (
             latent_net.eval().requires_grad_(False).to(self.device) if latent_net else None
         )
@@ -97,12 +116,18 @@ class DiffAE:
         check_state_dict(
             autoencoder, autoencoder_state, source=autoencoder_source or f"{source} (autoencoder)"
         )
-        autoencoder.load_state_dict(_as_float32(autoencoder_state), assign=True)
+        # Each tensor goes straight to its stored dtype (bf16 weights never exist in float32).
+        autoencoder.load_state_dict(
+            _converted(autoencoder_state, _stored_dtypes(autoencoder, _DTYPES[precision])),
+            assign=True,
+        )
         if latent is not None:
             if latent_state is None:
                 raise CheckpointError(f"{source}: config has a latent DPM but no weights for it")
             check_state_dict(latent, latent_state, source=latent_source or f"{source} (latent DPM)")
-            latent.load_state_dict(_as_float32(latent_state), assign=True)
+            latent.load_state_dict(
+                _converted(latent_state, _stored_dtypes(latent, torch.float32)), assign=True
+            )
         return cls(
             config,
             autoencoder,
@@ -155,10 +180,16 @@ class DiffAE:
     ) -> DiffAE:
         """Load one of our bundles from a folder or a Hugging Face Hub repo id."""
         bundle = read_bundle(resolve_bundle_path(name_or_path, revision=revision))
+        # read_bundle has checked the files; the weights are read again one tensor at a time
+        # (its tensors are never touched, so their pages never become resident).
+        autoencoder = _TensorFile(bundle.path / "autoencoder.safetensors", bundle.autoencoder)
+        latent = None
+        if bundle.latent_net is not None:
+            latent = _TensorFile(bundle.path / "latent_net.safetensors", bundle.latent_net)
         return cls.from_state(
             bundle.config,
-            bundle.autoencoder,
-            latent_state=bundle.latent_net,
+            autoencoder,
+            latent_state=latent,
             z_mean=bundle.z_mean,
             z_std=bundle.z_std,
             classifiers=bundle.classifiers,
@@ -193,18 +224,39 @@ class DiffAE:
     def has_latent_dpm(self) -> bool:
         return self.latent_net is not None
 
-    def _autocast(self) -> AbstractContextManager:
-        if self.precision == "float32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     def noise_predictor(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The decoder as `(x_t, t, z_sem) -> eps`, float32 out, in this model's precision."""
+        """The decoder as `(x_t, t, z_sem) -> eps`, float32 out, in this model's precision.
+
+        Projects t and z_sem in every ResBlock at every call; `render` and
+        `encode_stochastic` use `ddim_predictor`, which does that once per call.
+        """
 
         def predict(x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
-            with self._autocast():
-                return self.autoencoder(x_t, t, z_sem).float()
+            return self.autoencoder(x_t, t, z_sem)
+
+        return predict
+
+    def ddim_predictor(
+        self, z_sem: torch.Tensor, schedule: Schedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """`(x_t, t) -> eps` for one DDIM run over `schedule` with a fixed z_sem (B, D).
+
+        The UNet's conditioning is computed ahead instead of in each ResBlock at each step:
+        z_sem's projections once, the time projections of all K timesteps in one batch per
+        block (`AutoencoderNet.prepare_time`/`prepare_z_sem`). Same math as `noise_predictor`;
+        in float32 the two agree to rounding (the batched time matmul may round differently).
+        t must hold one timestep of the schedule for the whole batch, as DDIM passes it.
+        """
+        net = self.autoencoder
+        z_sem_projections = net.prepare_z_sem(z_sem)
+        timesteps = schedule.timesteps.tolist()
+        all_time = net.prepare_time(torch.tensor(timesteps, dtype=torch.int64, device=self.device))
+        row = {t: k for k, t in enumerate(timesteps)}
+
+        def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            k = row[int(t[0])]
+            time_projections = {block: p[k : k + 1] for block, p in all_time.items()}
+            return net(x_t, time_projections=time_projections, z_sem_projections=z_sem_projections)
 
         return predict
 
@@ -223,9 +275,8 @@ class DiffAE:
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Semantic code: x (B, 3, S, S) in [-1, 1] -> z_sem (B, 512) float32."""
-        x = self._check_images(x)
-        with self._autocast():
-            return self.autoencoder.encoder(x).float()
+        x = self._check_images(x).contiguous(memory_format=self.memory_format)
+        return self.autoencoder.encoder(x).float()
 
     def _schedule(self, num_steps: int):
         d = self.config.diffusion
@@ -242,14 +293,15 @@ class DiffAE:
     ) -> torch.Tensor:
         """Stochastic code x_T by T-step DDIM inversion of x (B, 3, S, S) in [-1, 1]."""
         x, z_sem = self._check_images(x), self._check_z(z_sem)
-        return ddim_invert(
-            self.noise_predictor(),
-            x,
-            self._schedule(T),
-            cond=z_sem,
+        schedule = self._schedule(T)
+        x_T = ddim_invert(
+            self.ddim_predictor(z_sem, schedule),
+            x.contiguous(memory_format=self.memory_format),
+            schedule,
             clip_denoised=self.config.diffusion.clip_denoised,
             callback=callback,
         )
+        return x_T.contiguous()
 
     @torch.inference_mode()
     def render(
@@ -262,15 +314,15 @@ class DiffAE:
     ) -> torch.Tensor:
         """Decode (x_T, z_sem) with T-step DDIM -> images (B, 3, S, S) in [0, 1]."""
         x_T, z_sem = self._check_images(x_T, "x_T"), self._check_z(z_sem)
+        schedule = self._schedule(T or self.config.default_render_steps)
         x_0 = ddim_sample(
-            self.noise_predictor(),
-            x_T,
-            self._schedule(T or self.config.default_render_steps),
-            cond=z_sem,
+            self.ddim_predictor(z_sem, schedule),
+            x_T.contiguous(memory_format=self.memory_format),
+            schedule,
             clip_denoised=self.config.diffusion.clip_denoised,
             callback=callback,
         )
-        return ((x_0 + 1) / 2).clamp(0, 1)
+        return ((x_0 + 1) / 2).clamp(0, 1).contiguous()
 
     def _require_latent(self) -> LatentNet:
         if self.latent_net is None:
@@ -339,6 +391,71 @@ class DiffAE:
         return self.render(x_T, z, T)
 
 
-def _as_float32(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Clone so memory-mapped checkpoint storage is not kept alive by the model.
-    return {k: v.detach().to(torch.float32).clone() for k, v in tensors.items()}
+class _TensorFile(Mapping[str, torch.Tensor]):
+    """The named tensors of a safetensors file, each read on access with the file opened anew.
+
+    A tensor read through one shared memory map of the file keeps every page read so far
+    resident until the last tensor of the file is freed: converting FFHQ256 that way peaks at
+    the converted copy plus the whole 674 MB file. Opened per tensor, a page is released as
+    soon as its tensor has been converted.
+    """
+
+    def __init__(self, path: Path, keys: Mapping[str, torch.Tensor]) -> None:
+        self.path = path
+        self._keys = list(keys)
+        self._known = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._known:
+            raise KeyError(key)
+        with safe_open(str(self.path), framework="pt") as f:
+            return f.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _stored_dtypes(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """state_dict key -> the dtype it is kept in: `dtype`, or float32 for normalisation layers
+    and for the UNet's output layer (GroupNorm, SiLU, conv to eps).
+
+    eps leaves the network with float32 precision that way: DDIM multiplies it by up to
+    sqrt(1/alpha_bar - 1) (~150 at t = 999), so rounding it to bf16's 8-bit mantissa is the
+    largest single error of a bf16 step. The layer is <0.5% of the UNet's FLOPs; keeping it
+    in float32 gained 1 dB of render PSNR against float32 on the bundled model (49.4 -> 50.4).
+    """
+    keep = {
+        f"{name}.{param}" if name else param
+        for name, layer in module.named_modules()
+        if isinstance(layer, _NORMS)
+        for param, _ in layer.named_parameters(recurse=False)
+    }
+    if isinstance(module, AutoencoderNet):
+        keep |= {key for key in module.state_dict() if key.startswith("out.")}
+    return {key: torch.float32 if key in keep else dtype for key in module.state_dict()}
+
+
+def _converted(
+    tensors: Mapping[str, torch.Tensor], dtypes: Mapping[str, torch.dtype]
+) -> dict[str, torch.Tensor]:
+    # Always a copy (copy=True), so memory-mapped checkpoint storage is not kept alive by the
+    # model; one copy only, made directly in the target dtype.
+    return {
+        k: v.detach().to(dtypes.get(k, v.dtype) if v.is_floating_point() else v.dtype, copy=True)
+        for k, v in tensors.items()
+    }
+
+
+def _cast_weights(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store `module`'s parameters as `_stored_dtypes` says, in place.
+
+    Parameter by parameter, so converting a float32 model never holds two full copies.
+    """
+    dtypes = _stored_dtypes(module, dtype)
+    for name, param in module.named_parameters():
+        if param.is_floating_point() and param.dtype != dtypes[name]:
+            param.data = param.data.to(dtypes[name])
+    return module

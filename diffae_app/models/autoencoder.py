@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -55,7 +57,8 @@ class SemanticEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        # Inputs follow the weights' dtype, which the facade chooses (float32 or bf16/fp16).
+        h = x.to(self.input_blocks[0][0].weight.dtype)
         for block in self.input_blocks:
             h = block(h)
         return self.out(self.middle_block(h)).float()
@@ -158,25 +161,84 @@ class AutoencoderNet(nn.Module):
         )
         self.encoder = SemanticEncoder(config)
 
+        # The decoder's ResBlocks that take t and z_sem, in forward order (a plain tuple: the
+        # modules stay registered where they are).
+        self._conditioned_blocks: tuple[ResBlock, ...] = tuple(
+            m
+            for name, m in self.named_modules()
+            if isinstance(m, ResBlock) and m.conditioned and not name.startswith("encoder.")
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the convolution weights, which activations follow."""
+        return self.input_blocks[0][0].weight.dtype
+
     def embed_time(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) integer timesteps -> (B, time_embed_channels) embedding fed to every ResBlock."""
-        return self.time_embed(timestep_embedding(t, self.config.model_channels))
+        embedding = timestep_embedding(t, self.config.model_channels)
+        return self.time_embed(embedding.to(self.time_embed.time_embed[0].weight.dtype))
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
+    def prepare_time(self, t: torch.Tensor) -> dict[ResBlock, torch.Tensor]:
+        """Each conditioned ResBlock's AdaGN (scale, shift) for timesteps t (K,): (K, 2C).
+
+        These depend on t only. A sampler that visits K known timesteps can compute them
+        once for all K (one small matmul per block instead of K) and pass row k,
+        `{b: p[k : k + 1] for b, p in ...}`, as `time_projections` at step k: a (1, 2C) row
+        broadcasts over any batch size.
+        """
         time_emb = self.embed_time(t)
-        h = x_t
+        return {block: block.project_time(time_emb) for block in self._conditioned_blocks}
+
+    def prepare_z_sem(self, z_sem: torch.Tensor | None) -> dict[ResBlock, torch.Tensor | None]:
+        """Each conditioned ResBlock's semantic scale for z_sem (B, D): (B, C) or None.
+
+        Constant over every step of a render or an inversion: compute once, pass to each
+        step as `z_sem_projections`.
+        """
+        if z_sem is None:
+            return dict.fromkeys(self._conditioned_blocks)
+        return {block: block.project_z_sem(z_sem) for block in self._conditioned_blocks}
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor | None = None,
+        z_sem: torch.Tensor | None = None,
+        *,
+        time_projections: Mapping[ResBlock, torch.Tensor] | None = None,
+        z_sem_projections: Mapping[ResBlock, torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """eps for x_t (B, C, S, S) at timesteps t (B,) given z_sem (B, D), float32.
+
+        `time_projections` / `z_sem_projections` (from `prepare_time` / `prepare_z_sem`)
+        replace t / z_sem when given; with the same inputs the result is bit-identical.
+        """
+        if time_projections is None:
+            if t is None:
+                raise ValueError("AutoencoderNet.forward needs t or time_projections")
+            time_projections = self.prepare_time(t)
+        if z_sem_projections is None:
+            z_sem_projections = self.prepare_z_sem(z_sem)
+        conditioning = {
+            block: (time_projections[block], z_sem_projections[block])
+            for block in self._conditioned_blocks
+        }
+        # Inputs follow the weights' dtype, which the facade chooses (float32 or bf16/fp16).
+        h = x_t.to(self.dtype)
         skips: list[list[torch.Tensor]] = []
         blocks = iter(self.input_blocks)
         for count in self.input_blocks_per_level:
             level_skips = []
             for _ in range(count):
-                h = next(blocks)(h, time_emb, z_sem)
+                h = next(blocks)(h, conditioning=conditioning)
                 level_skips.append(h)
             skips.append(level_skips)
-        h = self.middle_block(h, time_emb, z_sem)
+        h = self.middle_block(h, conditioning=conditioning)
         blocks = iter(self.output_blocks)
         for level_skips, count in zip(reversed(skips), self.output_blocks_per_level, strict=True):
             for _ in range(count):
                 lateral = level_skips.pop() if level_skips else None
-                h = next(blocks)(h, time_emb, z_sem, lateral)
-        return self.out(h).float()
+                h = next(blocks)(h, lateral=lateral, conditioning=conditioning)
+        # The facade may keep the output layer in float32 (see DiffAE): h follows its dtype.
+        return self.out(h.to(self.out[-1].weight.dtype)).float()
