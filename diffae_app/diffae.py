@@ -15,6 +15,7 @@ Every call runs under `torch.inference_mode`; randomness comes only from the
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from .checkpoints import (
     save_bundle,
 )
 from .classifier import AttributeClassifier
-from .config import ModelConfig
+from .config import ModelConfig, SamplerConfig
 from .diffusion import Schedule, ddim_invert, ddim_sample, make_schedule
 from .diffusion.ddim import StepCallback
 from .models import AutoencoderNet, LatentNet
@@ -220,6 +221,12 @@ class DiffAE:
     def image_size(self) -> int:
         return self.config.autoencoder.image_size
 
+    def with_sampler(self, sampler: SamplerConfig) -> DiffAE:
+        """This model with another image sampler; the networks are shared, not copied."""
+        other = copy.copy(self)
+        other.config = self.config.replace(sampler=sampler)
+        return other
+
     @property
     def has_latent_dpm(self) -> bool:
         return self.latent_net is not None
@@ -279,8 +286,10 @@ class DiffAE:
         return self.autoencoder.encoder(x).float()
 
     def _schedule(self, num_steps: int):
-        d = self.config.diffusion
-        return make_schedule(d.beta_schedule, d.num_timesteps, num_steps)
+        d, sampler = self.config.diffusion, self.config.sampler
+        return make_schedule(
+            d.beta_schedule, d.num_timesteps, num_steps, spacing=sampler.spacing, power=sampler.power
+        )
 
     @torch.inference_mode()
     def encode_stochastic(
@@ -289,9 +298,17 @@ class DiffAE:
         z_sem: torch.Tensor,
         T: int = 250,
         *,
+        fixed_point_iterations: int | None = None,
         callback: StepCallback | None = None,
     ) -> torch.Tensor:
-        """Stochastic code x_T by T-step DDIM inversion of x (B, 3, S, S) in [-1, 1]."""
+        """Stochastic code x_T by T-step DDIM inversion of x (B, 3, S, S) in [-1, 1].
+
+        `fixed_point_iterations` (default: the config's sampler) > 0 refines each step
+        towards the exact inverse of the matching render step, at n extra UNet calls per
+        step (see `diffusion.ddim_invert`); 0 is the released algorithm.
+        """
+        if fixed_point_iterations is None:
+            fixed_point_iterations = self.config.sampler.inversion_fixed_point_iterations
         x, z_sem = self._check_images(x), self._check_z(z_sem)
         schedule = self._schedule(T)
         x_T = ddim_invert(
@@ -299,6 +316,7 @@ class DiffAE:
             x.contiguous(memory_format=self.memory_format),
             schedule,
             clip_denoised=self.config.diffusion.clip_denoised,
+            fixed_point_iterations=fixed_point_iterations,
             callback=callback,
         )
         return x_T.contiguous()

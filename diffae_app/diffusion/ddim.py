@@ -82,19 +82,43 @@ def ddim_invert(
     *,
     cond: torch.Tensor | None = None,
     clip_denoised: bool = True,
+    fixed_point_iterations: int = 0,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """DDIM run backwards (DiffAE's stochastic encoder): x_0 -> x_T.
 
-    The last step blends with alpha_bar_next = 0, so the returned x_T is the eps estimate at
+    Step k moves x from alpha_bar[k] (x_0 counts as alpha_bar[0]) up to alpha_bar_next[k];
+    the last step blends with alpha_bar_next = 0, so the returned x_T is the eps estimate at
     the noisiest kept timestep, as in the released `encode_stochastic`.
+
+    The released step uses eps predicted at the state it *starts* from, while the matching
+    `ddim_sample` step will use eps at the state it *lands* on; that mismatch is why short
+    inversions reconstruct poorly. `fixed_point_iterations` = n > 0 re-predicts eps at the
+    landing point (t_{k+1}) n times per step, starting from the released guess, so each
+    step approaches the exact inverse of its sampling step, and stops at alpha_bar[K-1]
+    (K-1 steps, (n+1)(K-1) model calls). n = 0 is the released algorithm, call for call.
     """
+    if fixed_point_iterations < 0:
+        raise ValueError(f"fixed_point_iterations must be >= 0, got {fixed_point_iterations}")
+    num_steps = schedule.num_steps
+    # Refined inversion stops at alpha_bar[K-1], the level `ddim_sample` starts from, so its
+    # first step undoes the last inversion step exactly; the release blends one step further
+    # (to alpha_bar = 0) and hands the sampler a slightly different x_T.
+    last = num_steps - 1 if fixed_point_iterations else num_steps
     x = x_0
-    for k in range(schedule.num_steps):
+    eps = _predict(model, x, int(schedule.timesteps[0]), cond)
+    for k in range(last):
         t = int(schedule.timesteps[k])
-        eps = _predict(model, x, t, cond)
+        alpha_bar_next = float(schedule.alpha_bar_next[k])
+        if k + 1 < num_steps:
+            t_next = int(schedule.timesteps[k + 1])
+            for _ in range(fixed_point_iterations):
+                x0, step_eps = _x0_and_eps(schedule, k, x, eps, clip_denoised)
+                eps = _predict(model, _blend(x0, step_eps, alpha_bar_next), t_next, cond)
         x0, eps = _x0_and_eps(schedule, k, x, eps, clip_denoised)
-        x = _blend(x0, eps, float(schedule.alpha_bar_next[k]))
+        x = _blend(x0, eps, alpha_bar_next)
         if callback is not None:
-            callback({"i": k, "num_steps": schedule.num_steps, "t": t, "x": x, "pred_x0": x0})
+            callback({"i": k, "num_steps": last, "t": t, "x": x, "pred_x0": x0})
+        if k + 1 < last:
+            eps = _predict(model, x, int(schedule.timesteps[k + 1]), cond)
     return x

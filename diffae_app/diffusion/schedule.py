@@ -35,10 +35,37 @@ def make_betas(schedule: str, num_timesteps: int) -> np.ndarray:
     raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear' or 'constX'")
 
 
-def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
+def ddim_timesteps(
+    num_timesteps: int, num_steps: int, spacing: str = "uniform", power: float = 1.0
+) -> list[int]:
     """The kept original timesteps for a `num_steps` DDIM sampler, ascending.
 
-    Official 'ddimN' rule: the smallest stride s with len(range(0, T, s)) == N. Counts no
+    spacing 'uniform' is the official 'ddimN' rule (below). spacing 'power' keeps
+    t_i = round((i / (K - 1)) ** power * (T - 1)): power > 1 puts more of the K steps at low
+    noise, where the DDIM trajectory bends most, and always ends at t = T - 1 so x_T is
+    nearly pure noise. benchmarks/fidelity_study.py measures what that buys.
+    """
+    if spacing == "power":
+        if not 1 <= num_steps <= num_timesteps:
+            raise ValueError(f"num_steps must be in [1, {num_timesteps}], got {num_steps}")
+        if power <= 0:
+            raise ValueError(f"spacing power must be > 0, got {power}")
+        if num_steps == 1:
+            return [num_timesteps - 1]
+        kept: list[int] = []
+        for i in range(num_steps):
+            t = round((i / (num_steps - 1)) ** power * (num_timesteps - 1))
+            # Strictly increasing, and room left for the remaining steps below T.
+            t = max(t, kept[-1] + 1 if kept else 0)
+            kept.append(min(t, num_timesteps - num_steps + i))
+        return kept
+    if spacing != "uniform":
+        raise ValueError(f"unknown DDIM spacing {spacing!r}; use 'uniform' or 'power'")
+    return _official_ddim_timesteps(num_timesteps, num_steps)
+
+
+def _official_ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
+    """The official 'ddimN' rule: the smallest stride s with len(range(0, T, s)) == N. Counts no
     stride reaches (rare, e.g. 999 of 1000) fall back to N evenly rounded points.
     """
     if not 1 <= num_steps <= num_timesteps:
@@ -73,14 +100,22 @@ class Schedule:
         return torch.tensor(float(table[k]), dtype=torch.float32, device=like.device)
 
 
-def make_schedule(schedule: str, num_timesteps: int, num_steps: int | None = None) -> Schedule:
-    """The training schedule (num_steps None) or its DDIM respacing to num_steps steps."""
+def make_schedule(
+    schedule: str,
+    num_timesteps: int,
+    num_steps: int | None = None,
+    *,
+    spacing: str = "uniform",
+    power: float = 1.0,
+) -> Schedule:
+    """The training schedule (num_steps None) or its DDIM respacing to num_steps steps
+    (`spacing`/`power` as in `ddim_timesteps`)."""
     betas = make_betas(schedule, num_timesteps)
     base_alpha_bar = np.cumprod(1.0 - betas)
     kept = (
         list(range(num_timesteps))
         if num_steps is None
-        else ddim_timesteps(num_timesteps, num_steps)
+        else ddim_timesteps(num_timesteps, num_steps, spacing, power)
     )
     # Respaced betas 1 - a_k / a_{k-1} and their cumulative product, computed the same way
     # as the official SpacedDiffusion so the float64 tables agree to the last bit.
