@@ -354,13 +354,17 @@ def save_bundle(
     classifiers: Mapping[str, AttributeClassifier] | None = None,
     model_card: str | None = None,
     dtype: torch.dtype = torch.float32,
+    latent_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write a bundle folder (see module docstring). Tensors are stored in `dtype`."""
+    """Write a bundle folder (see module docstring). Tensors are stored in `dtype`, the
+    latent DPM's in `latent_dtype` (default `dtype`; z statistics always float32)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
-    def prepared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+    def prepared(
+        tensors: Mapping[str, torch.Tensor], as_dtype: torch.dtype = dtype
+    ) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", as_dtype).contiguous() for k, v in tensors.items()}
 
     save_file(
         prepared(autoencoder), str(directory / "autoencoder.safetensors"), {"format": BUNDLE_FORMAT}
@@ -368,7 +372,7 @@ def save_bundle(
     if latent_net is not None:
         if z_mean is None or z_std is None:
             raise ValueError("a latent DPM needs the z_mean/z_std it was trained with")
-        tensors = prepared(latent_net)
+        tensors = prepared(latent_net, latent_dtype or dtype)
         tensors["z_mean"] = z_mean.detach().reshape(-1).float().contiguous()
         tensors["z_std"] = z_std.detach().reshape(-1).float().contiguous()
         save_file(tensors, str(directory / "latent_net.safetensors"), {"format": BUNDLE_FORMAT})

@@ -219,6 +219,23 @@ def test_export_any_checkpoint_of_a_run(pipeline: Path) -> None:
     assert DiffAE.from_pretrained(pipeline / "latent_step2").has_latent_dpm
 
 
+@pytest.mark.slow
+def test_export_with_a_chosen_sampler_and_float16_latent_net(pipeline: Path, capsys) -> None:
+    out = pipeline / "latent_fp16"
+    sampler = '{"spacing": "power", "power": 1.25, "inversion_fixed_point_iterations": 1}'
+    _run("export", pipeline / "latent", "--out", out, "--sampler", sampler, "--latent-dtype", "float16")
+    stored = load_file(str(out / "latent_net.safetensors"))
+    assert stored["z_mean"].dtype == torch.float32  # statistics stay exact
+    assert {v.dtype for k, v in stored.items() if not k.startswith("z_")} == {torch.float16}
+    model = DiffAE.from_pretrained(out)
+    assert model.config.sampler.spacing == "power" and model.latent_net is not None
+    assert next(model.latent_net.parameters()).dtype == torch.float32
+    full = load_file(str(pipeline / "latent" / "bundle" / "latent_net.safetensors"))
+    assert all(torch.allclose(stored[k].float(), v, atol=1e-3, rtol=1e-3) for k, v in full.items())
+    bad = _error_of(capsys, "export", pipeline / "latent", "--out", out, "--sampler", '{"spacing": "x"}')
+    assert "spacing" in bad
+
+
 def _error_of(capsys: pytest.CaptureFixture, name: str, *args: object) -> str:
     code = _script(name).main([str(a) for a in args])
     err = capsys.readouterr().err

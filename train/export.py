@@ -16,10 +16,14 @@ A latent DPM run is exported on top of the autoencoder bundle it was trained for
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
+import torch
+
 from diffae_app.checkpoints import CheckpointError
+from diffae_app.config import SamplerConfig
 from diffae_app.training.export import ExportError, export_run
 
 
@@ -34,6 +38,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--classifier", action="append", default=[], help="classifier artefact to include"
     )
+    p.add_argument(
+        "--sampler",
+        default=None,
+        help='image sampler settings as JSON, e.g. \'{"spacing": "power", "power": 1.25, '
+        '"inversion_fixed_point_iterations": 1}\' (default: the run config\'s)',
+    )
+    p.add_argument(
+        "--latent-dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="storage dtype of the latent DPM weights (float16 halves the file)",
+    )
     return p.parse_args(argv)
 
 
@@ -42,14 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) > 0:
         return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
     try:
+        sampler = SamplerConfig(**json.loads(args.sampler)) if args.sampler else None
         out = export_run(
             args.run_dir,
             args.out,
             checkpoint=args.checkpoint,
             autoencoder_bundle=args.autoencoder_bundle,
             classifiers=args.classifier,
+            sampler=sampler,
+            latent_dtype=getattr(torch, args.latent_dtype),
         )
-    except (CheckpointError, ExportError, ValueError) as exc:
+    except (CheckpointError, ExportError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"exported {out}")

@@ -51,7 +51,7 @@ fi
 
 # The shipped bundle: autoencoder + latent DPM (EMA) + classifiers + model card.
 if [ ! -f "$out/latent_net.safetensors" ] || [ "${FORCE_EXPORT:-0}" = 1 ]; then
-  python train/export.py "$root/latent" --out "$out" \
+  python train/export.py "$root/latent" --out "$out" --latent-dtype float16 \
     --classifier "$root/classifiers/synthfaces.safetensors"
 fi
 echo "done: $out"

@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoints import CheckpointError, read_bundle_config, save_bundle
 from ..classifier import AttributeClassifier, ClassifierError
-from ..config import ModelConfig
+from ..config import ModelConfig, SamplerConfig
 from .state import TrainingStateError, list_checkpoints, load_checkpoint
 
 # Prefix of the autoencoder weights inside the autoencoder stage's training module
@@ -263,6 +263,7 @@ def write_bundle(
     data: str,
     summary: dict[str, Any],
     options: dict[str, Any] | None = None,
+    latent_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """save_bundle into a temporary sibling folder, then swap it into place.
 
@@ -286,6 +287,7 @@ def write_bundle(
             config,
             autoencoder,
             latent_net=latent_net,
+            latent_dtype=latent_dtype,
             z_mean=z_mean,
             z_std=z_std,
             classifiers=classifiers,
@@ -316,6 +318,7 @@ def export_latent_bundle(
     data: str,
     summary: dict[str, Any],
     options: dict[str, Any] | None = None,
+    latent_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """The autoencoder bundle's files + the EMA latent DPM (and its z statistics).
 
@@ -334,6 +337,7 @@ def export_latent_bundle(
         config,
         autoencoder,
         latent_net=latent_state,
+        latent_dtype=latent_dtype,
         z_mean=z_mean,
         z_std=z_std,
         classifiers=merged,
@@ -351,16 +355,22 @@ def export_run(
     checkpoint: str | os.PathLike | None = None,
     autoencoder_bundle: str | os.PathLike | None = None,
     classifiers: list[str | os.PathLike] = (),
+    sampler: SamplerConfig | None = None,
+    latent_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """EMA-only bundle of an autoencoder or latent DPM run at its newest (or a given) checkpoint.
 
     A latent DPM run is exported on top of the autoencoder bundle it recorded (or
-    `autoencoder_bundle`, when that folder moved).
+    `autoencoder_bundle`, when that folder moved). `sampler` replaces the image sampler the
+    run's config names (an inference choice, made after training); `latent_dtype` float16
+    halves the latent MLP's file (it is loaded back in float32).
     """
     run_dir = Path(run_dir)
     options, state, ckpt = load_run_state(run_dir, checkpoint)
     stage_options = options.get("stage_options", {})
     config = ModelConfig.from_dict(stage_options["model"])
+    if sampler is not None:
+        config = config.replace(sampler=sampler)
     summary: dict[str, Any] = {
         "stage": options["stage"],
         "step": int(state["step"]),
@@ -396,6 +406,7 @@ def export_run(
             autoencoder_bundle=bundle,
             config=config,
             latent_state=state["ema"],
+            latent_dtype=latent_dtype,
             z_mean=torch.tensor(stage_options["z_mean"], dtype=torch.float32),
             z_std=torch.tensor(stage_options["z_std"], dtype=torch.float32),
             classifiers=extra_classifiers,
