@@ -86,8 +86,7 @@ class NoAttributeClassifier(StudioError):
 class QualityPreset:
     """DDIM step counts: ``T_inv`` for the inversion that makes x_T, ``T_render`` per render.
 
-    Inversion runs once per upload (cached); rendering runs on every slider release, so it
-    gets the smaller number.
+    Inversion runs once per upload (cached); rendering runs on every slider release.
     """
 
     T_inv: int
@@ -98,14 +97,16 @@ class QualityPreset:
             raise ValueError(f"step counts must be >= 1, got {self.T_inv}, {self.T_render}")
 
 
-#: Named step counts. Starting points, to be tuned by the speed study: "best" is the official
-#: notebooks' order of magnitude (they invert with T=250 and render with T=100); "balanced"
-#: keeps reconstructions close to "best" at a quarter of the cost; "preview" is for a CPU.
+#: Named step counts, chosen from benchmarks/fidelity_study.py on the bundled model (bf16,
+#: its power-1.25 spacing and refined inversion): equal counts reconstruct best, because
+#: each render step then undoes one inversion step (10/10: 31 dB, 20/20: 40 dB, 50/50: 49 dB;
+#: the official habit of 250 inversion / 20 render steps gets 35 dB there, 20/10 only 27).
+#: The UI's quick preview renders with "preview"'s T_render before the final image.
 QUALITY_PRESETS: Mapping[str, QualityPreset] = types.MappingProxyType(
     {
-        "preview": QualityPreset(T_inv=20, T_render=10),
-        "balanced": QualityPreset(T_inv=50, T_render=25),
-        "best": QualityPreset(T_inv=200, T_render=100),
+        "preview": QualityPreset(T_inv=10, T_render=10),
+        "balanced": QualityPreset(T_inv=20, T_render=20),
+        "best": QualityPreset(T_inv=50, T_render=50),
     }
 )
 DEFAULT_QUALITY = "balanced"
