@@ -134,15 +134,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print("# fidelity_study:", machine_line())
     print(f"model: {args.model}; {args.images} held-out SynthFaces images; PSNR vs the input")
-    if args.sampler == "official":
-        print(f"sampler: official {OFFICIAL_SAMPLER}")
-    else:
-        print(f"sampler: the model's {load(args.model, 'float32', torch.device('cpu')).config.sampler}")
     device = pick_device(args.device)
     precisions = args.precisions or [*fast_precisions(device), "float32"]
     results = {}
     for precision in precisions:
         model = load(args.model, precision, device, args.sampler)
+        if not results:
+            print(f"sampler ({args.sampler}): {model.config.sampler}")
         x = heldout_images(args.images, model.image_size)
         print(f"\n### {precision}")
         results[precision] = study(model, x, args.steps, args.batch)

@@ -315,15 +315,21 @@ def solve_target_strength(
 # --------------------------------------------------------------------------- interpolation
 
 
-def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Linear interpolation ``(1 - t) a + t b``; exactly ``a`` at t=0 and ``b`` at t=1."""
+def _endpoint(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor | None:
+    """Checks the shapes; a copy of ``a`` at t=0 or ``b`` at t=1 (exact), else None."""
     if a.shape != b.shape:
         raise EditError(f"cannot interpolate shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if t == 0:
         return a.clone()
     if t == 1:
         return b.clone()
-    return torch.lerp(a, b, float(t))
+    return None
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Linear interpolation ``(1 - t) a + t b``; exactly ``a`` at t=0 and ``b`` at t=1."""
+    endpoint = _endpoint(a, b, t)
+    return endpoint if endpoint is not None else torch.lerp(a, b, float(t))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -336,12 +342,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
         a, b: (B, ...) tensors of equal shape (e.g. x_T (B, 3, S, S)).
         t: fraction in [0, 1].
     """
-    if a.shape != b.shape:
-        raise EditError(f"cannot interpolate shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    if t == 0:
-        return a.clone()
-    if t == 1:
-        return b.clone()
+    endpoint = _endpoint(a, b, t)
+    if endpoint is not None:
+        return endpoint
     flat_a = a.reshape(a.shape[0], -1).double()
     flat_b = b.reshape(b.shape[0], -1).double()
     cos = torch.nn.functional.cosine_similarity(flat_a, flat_b, dim=1).clamp(-1.0, 1.0)

@@ -496,7 +496,8 @@ class Studio:
         aligned = align_face(image, faces[face_index], self.image_size)
         steps.advance("aligning the face")
         z_sem, x_T = self._encode_crop(aligned.image, T_inv, steps)
-        session = Session(
+        return self._remember(
+            key,
             kind="photo",
             photo=image,
             photo_hash=digest,
@@ -507,11 +508,7 @@ class Studio:
             z_sem=z_sem,
             x_T=x_T,
             T_inv=T_inv,
-            model_id=self.model_id,
-            model_revision=self.model_revision,
         )
-        self._sessions.put(key, session)
-        return session
 
     def encode_aligned(
         self,
@@ -547,7 +544,8 @@ class Studio:
         steps = _Progress(progress, T_inv + 2)
         steps.advance("preparing the face")
         z_sem, x_T = self._encode_crop(crop, T_inv, steps)
-        session = Session(
+        return self._remember(
+            key,
             kind="aligned",
             photo=crop,
             photo_hash=digest,
@@ -558,9 +556,11 @@ class Studio:
             z_sem=z_sem,
             x_T=x_T,
             T_inv=T_inv,
-            model_id=self.model_id,
-            model_revision=self.model_revision,
         )
+
+    def _remember(self, key: tuple, **fields: Any) -> Session:
+        """A new session of this model, cached under `key`."""
+        session = Session(model_id=self.model_id, model_revision=self.model_revision, **fields)
         self._sessions.put(key, session)
         return session
 

@@ -321,8 +321,7 @@ class Handlers:
                 "recon": None,
                 "quality_md": "",
                 "chart": probability_chart_html({}),
-                "faces_view": gr.update(visible=False, value=None),
-                "face_pick": gr.update(visible=False, choices=[], value=None),
+                **self._faces_outputs(cleared),  # no faces: both hidden
                 "status": f"⚠️ {error.message}",
                 "dl_encoding": gr.update(value=None, interactive=False),
                 **self._clear_results(),
