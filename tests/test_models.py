@@ -250,6 +250,21 @@ def test_tiny_forward_shapes(tiny_config) -> None:
     assert latent(z, torch.tensor([1, 2, 3])).shape == (3, 16)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_reuses_buffers_without_changing_a_bit(tiny_config, dtype: torch.dtype) -> None:
+    """Without autograd the ResBlocks work in place; encoder and UNet outputs stay identical."""
+    torch.manual_seed(0)
+    net = AutoencoderNet(tiny_config().autoencoder).eval().to(dtype)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        z_fast = net.encoder(x.to(dtype))
+        eps_fast = net(x, t, z_fast)
+    z_ref = net.encoder(x.to(dtype))  # autograd on: the out-of-place path
+    eps_ref = net(x, t, z_ref)
+    assert torch.equal(z_fast, z_ref.detach()) and torch.equal(eps_fast, eps_ref.detach())
+
+
 # --------------------------------------------------------------------------- official numerics
 
 
