@@ -16,6 +16,7 @@ from diffae_app.diffusion import (
     eps_loss,
     make_betas,
     make_schedule,
+    p2_weights,
     q_sample,
 )
 
@@ -140,6 +141,20 @@ def test_eps_loss_rejects_unknown_loss() -> None:
         )
 
 
+def test_p2_weights_are_uniform_at_gamma_0_and_favour_noisy_timesteps_above() -> None:
+    full = make_schedule("linear", 1000)
+    torch.testing.assert_close(p2_weights(full, 0.0), torch.ones(1000))
+    w = p2_weights(full, 1.0)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert bool((w[1:] >= w[:-1]).all()), "weights must grow with the noise level"
+    assert w[0] < 1e-3 * w[999]  # nearly clean x_t: x_t alone suffices, little to learn for z_sem
+    snr_500 = full.alpha_bar[500] / (1 - full.alpha_bar[500])
+    ratio = (1 + snr_500) / (1 + full.alpha_bar[999] / (1 - full.alpha_bar[999]))
+    assert (w[999] / w[500]).item() == pytest.approx(ratio, rel=1e-4)
+    with pytest.raises(ValueError, match="gamma >= 0"):
+        p2_weights(full, -1.0)
+
+
 def _report(name: str, got: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
     err = (got - ref).abs().max().item()
     print(f"REF {name}: max_abs {err:.2e} (tol {tol:.0e})")
@@ -179,7 +194,7 @@ def test_latent_training_loss_matches_official(official_dir: Path) -> None:
 def test_power_spacing_ends_at_pure_noise_and_is_denser_at_low_noise() -> None:
     kept = ddim_timesteps(1000, 20, "power", 1.25)
     assert len(kept) == 20 and kept[0] == 0 and kept[-1] == 999
-    assert all(b > a for a, b in zip(kept, kept[1:]))
+    assert (np.diff(kept) > 0).all()
     gaps = np.diff(kept)
     assert gaps[0] < 50 < gaps[-1]  # uniform 'ddim20' has 50 everywhere
     assert ddim_timesteps(1000, 20, "power", 1.0)[-1] == 999

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from diffae_app import DiffAE
 from diffae_app.checkpoints import read_bundle_config
 from diffae_app.classifier import AttributeClassifier
+from diffae_app.config import preset
 from diffae_app.data.synthfaces import ATTRIBUTES, write_image_folder
 from diffae_app.training.latents import load_latents
 
@@ -61,7 +62,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(
         "autoencoder",
         "--data", root / "data", "--preset", "tiny32", "--run-dir", root / "ae",
-        "--steps", 4, "--batch-size", 4, "--save-every", 2, "--ema-warmup", *common,
+        "--steps", 4, "--batch-size", 4, "--save-every", 2, "--ema-warmup", "--p2-gamma", 1,
+        "--offset-noise", 0.1, *common,
     )  # fmt: skip
     _run(
         "encode_dataset",
@@ -95,6 +97,8 @@ def test_autoencoder_run_writes_options_logs_checkpoints_and_a_loadable_bundle(
     options = json.loads((run / "options.json").read_text())
     assert options["stage"] == "autoencoder" and options["loop"]["steps"] == 4
     assert options["stage_options"]["model"]["name"] == "tiny32"
+    assert options["stage_options"]["p2_gamma"] == 1.0
+    assert options["stage_options"]["offset_noise"] == 0.1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "state-00000002.pt",
         "state-00000004.pt",
@@ -244,6 +248,18 @@ def _error_of(capsys: pytest.CaptureFixture, name: str, *args: object) -> str:
     return err
 
 
+def test_offset_noise_gives_each_image_and_channel_a_random_colour_offset() -> None:
+    autoencoder = _script("autoencoder")
+    config = preset("tiny32")
+    means = {}
+    for offset in (0.0, 0.5):
+        stage = autoencoder.AutoencoderStage(config, "synthfaces", offset_noise=offset)
+        noise = stage.training_noise(torch.Size([256, 3, 32, 32]), torch.Generator().manual_seed(0))
+        means[offset] = noise.mean(dim=(2, 3)).std().item()
+    assert means[0.0] == pytest.approx(1 / 32, rel=0.15)  # i.i.d.: the mean averages out
+    assert means[0.5] == pytest.approx((0.5**2 + 1 / 32**2) ** 0.5, rel=0.15)
+
+
 def test_scripts_report_user_errors_in_one_line(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "missing"
     assert "no such bundle or run folder" in _error_of(
@@ -257,6 +273,11 @@ def test_scripts_report_user_errors_in_one_line(tmp_path: Path, capsys) -> None:
         capsys, "classifiers", "--latents", missing, "--labels", missing, "--out", tmp_path / "c"
     )
     assert "no options.json" in _error_of(capsys, "export", tmp_path, "--out", tmp_path / "o")
+    for option, message in (("--p2-gamma", "gamma >= 0"), ("--offset-noise", "must be >= 0")):
+        assert message in _error_of(
+            capsys, "autoencoder", "--data", "synthfaces", "--preset", "tiny32",
+            "--run-dir", tmp_path / "ae", "--steps", 1, option, -1,
+        )  # fmt: skip
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "options.json").write_text('{"stage": "autoencoder"}')
     assert "no checkpoints yet" in _error_of(

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
-from diffae_app.diffusion import eps_loss, make_schedule
+from diffae_app.diffusion import eps_loss, make_schedule, p2_weights
 from diffae_app.models import AutoencoderNet
 from diffae_app.training.data import BatchReader, DatasetError, open_dataset
 from diffae_app.training.export import export_autoencoder
@@ -52,6 +52,8 @@ class AutoencoderStage:
         lmdb_resolution: int | None = None,
         channels_last: bool = False,
         init_from: str | None = None,
+        p2_gamma: float = 0.0,
+        offset_noise: float = 0.0,
     ) -> None:
         self.config = config
         self.init_from = init_from
@@ -66,6 +68,11 @@ class AutoencoderStage:
         self.schedule = make_schedule(
             config.diffusion.beta_schedule, config.diffusion.num_timesteps
         )
+        self.p2_gamma = p2_gamma
+        if offset_noise < 0:
+            raise ValueError(f"--offset-noise must be >= 0, got {offset_noise}")
+        self.offset_noise = offset_noise
+        self.loss_weights = p2_weights(self.schedule, p2_gamma)
         self._fixed_batch: torch.Tensor | None = None
 
     def build(self) -> nn.Module:
@@ -92,7 +99,21 @@ class AutoencoderStage:
             "init_from": self.init_from,
             "hflip": self.hflip,
             "channels_last": self.channels_last,
+            "p2_gamma": self.p2_gamma,
+            "offset_noise": self.offset_noise,
         }
+
+    def training_noise(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+        """The eps of q(x_t | x_0): i.i.d. normal, plus `offset_noise` x a random colour offset
+        per image and channel. With i.i.d. noise alone, a 64-px image's mean colour survives in
+        x_t even at t = T (its noise averages out over 4096 pixels), so the decoder learns to
+        read the colours off x_T instead of z_sem; the offset makes them unreadable there.
+        """
+        noise = torch.randn(shape, generator=generator)
+        if self.offset_noise:
+            offset = torch.randn(shape[0], shape[1], 1, 1, generator=generator)
+            noise = noise + self.offset_noise * offset
+        return noise
 
     def loss(
         self, model: nn.Module, indices: torch.Tensor, generator: torch.Generator
@@ -104,7 +125,7 @@ class AutoencoderStage:
             flip = torch.rand(n, generator=generator) < 0.5
             x_0 = torch.where(flip[:, None, None, None], x_0.flip(3), x_0)
         t = torch.randint(0, self.config.diffusion.num_timesteps, (n,), generator=generator)
-        noise = torch.randn(x_0.shape, generator=generator)
+        noise = self.training_noise(x_0.shape, generator)
         x_0, t, noise = x_0.to(device), t.to(device), noise.to(device)
         if self.channels_last:
             x_0, noise = (
@@ -115,9 +136,8 @@ class AutoencoderStage:
         def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model(x_t, t, x_0)
 
-        return eps_loss(
-            predict, self.schedule, x_0, t, noise, loss=self.config.diffusion.loss
-        ).mean()
+        per_sample = eps_loss(predict, self.schedule, x_0, t, noise, loss=self.config.diffusion.loss)
+        return (per_sample * self.loss_weights.to(device)[t]).mean()
 
     @torch.no_grad()
     def log_samples(self, ema: nn.Module, writer: Any, step: int) -> None:
@@ -197,6 +217,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint path")
     p.add_argument("--init-from", default=None, help="start from a bundle's autoencoder weights")
+    p.add_argument(
+        "--p2-gamma",
+        type=float,
+        default=0.0,
+        help="P2 loss weighting 1/(1+SNR)^gamma; 0 (default) is the official uniform weighting",
+    )
+    p.add_argument(
+        "--offset-noise",
+        type=float,
+        default=0.0,
+        help="std of a per-image, per-channel constant added to the training noise; 0: official",
+    )
     return p.parse_args(argv)
 
 
@@ -218,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             lmdb_resolution=args.lmdb_resolution,
             channels_last=args.channels_last,
             init_from=args.init_from,
+            p2_gamma=args.p2_gamma,
+            offset_noise=args.offset_noise,
         )
         options = LoopOptions(
             run_dir=args.run_dir,

@@ -1,7 +1,7 @@
 """Stateless diffusion math: schedules, DDIM sampling and inversion, training losses."""
 
 from .ddim import ddim_invert, ddim_sample
-from .losses import eps_loss, q_sample, sample_timesteps
+from .losses import eps_loss, p2_weights, q_sample, sample_timesteps
 from .schedule import Schedule, ddim_timesteps, make_betas, make_schedule
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "eps_loss",
     "make_betas",
     "make_schedule",
+    "p2_weights",
     "q_sample",
     "sample_timesteps",
 ]

@@ -29,6 +29,22 @@ def sample_timesteps(
     return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device)
 
 
+def p2_weights(schedule: Schedule, gamma: float, k: float = 1.0) -> torch.Tensor:
+    """Per-timestep loss weights 1 / (k + SNR_t)^gamma (Choi et al. 2022, 'P2'), mean 1 over t.
+
+    gamma = 0 is the released recipe's uniform weighting. gamma > 0 moves the eps loss away
+    from the nearly clean timesteps, where x_t alone suffices, to the noisy ones where the
+    denoiser has to take the image's content from somewhere else: for a DiffAE, from z_sem.
+    Normalising to mean 1 keeps the learning rate's meaning.
+    """
+    if gamma < 0 or k <= 0:
+        raise ValueError(f"P2 weighting needs gamma >= 0 and k > 0, got gamma={gamma}, k={k}")
+    alpha_bar = torch.from_numpy(schedule.alpha_bar)
+    snr = alpha_bar / (1.0 - alpha_bar)
+    weights = (k + snr).pow(-gamma)
+    return (weights / weights.mean()).float()
+
+
 def eps_loss(
     model: NoisePredictor,
     schedule: Schedule,
