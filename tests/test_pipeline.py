@@ -67,6 +67,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("the test suite must not touch the network")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import; another test module may have
+    # imported it already without the variable, so set the parsed flag too.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
