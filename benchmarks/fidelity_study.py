@@ -47,9 +47,7 @@ def heldout_images(count: int, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
-def load(
-    model: str, precision: str, device: torch.device, sampler: str = "model"
-) -> DiffAE:
+def load(model: str, precision: str, device: torch.device, sampler: str = "model") -> DiffAE:
     if model in CONFIG_ALIASES:
         loaded = random_model(model, precision=precision, device=device)
     else:

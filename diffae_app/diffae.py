@@ -288,7 +288,11 @@ class DiffAE:
     def _schedule(self, num_steps: int):
         d, sampler = self.config.diffusion, self.config.sampler
         return make_schedule(
-            d.beta_schedule, d.num_timesteps, num_steps, spacing=sampler.spacing, power=sampler.power
+            d.beta_schedule,
+            d.num_timesteps,
+            num_steps,
+            spacing=sampler.spacing,
+            power=sampler.power,
         )
 
     @torch.inference_mode()

@@ -72,7 +72,9 @@ def _images(seeds: Sequence[int], size: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def _batched(fn, *tensors: torch.Tensor, batch_size: int) -> torch.Tensor:
     n = tensors[0].shape[0]
-    return torch.cat([fn(*(t[i : i + batch_size] for t in tensors)) for i in range(0, n, batch_size)])
+    return torch.cat(
+        [fn(*(t[i : i + batch_size] for t in tensors)) for i in range(0, n, batch_size)]
+    )
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,7 +101,9 @@ def calibrate_full_strengths(
         pos, neg = labels[:, j], ~labels[:, j]
         if pos.sum() == 0 or neg.sum() == 0:
             continue
-        out[name] = float((proj[torch.from_numpy(pos)].mean() - proj[torch.from_numpy(neg)].mean()) / scale)
+        out[name] = float(
+            (proj[torch.from_numpy(pos)].mean() - proj[torch.from_numpy(neg)].mean()) / scale
+        )
     return out
 
 
@@ -114,8 +118,14 @@ def _counterfactual_changes(seed: int, name: str, value: bool) -> set[str] | Non
     return {ATTRIBUTES[i] for i in range(len(ATTRIBUTES)) if before[i] != after[i]}
 
 
-def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_JUDGE_DIR,
-             out_dir: Path | None = None, log=print) -> dict[str, Any]:
+def evaluate(
+    model: DiffAE,
+    options: EvalOptions,
+    *,
+    judge_dir: Path = DEFAULT_JUDGE_DIR,
+    out_dir: Path | None = None,
+    log=print,
+) -> dict[str, Any]:
     """Run all four measurements; returns the report dict (also printed through `log`)."""
     judge, judge_accuracy = load_judge(judge_dir, min_accuracy=0.95)
     classifier = next(iter(model.classifiers.values()), None)
@@ -127,7 +137,9 @@ def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_J
     started = time.perf_counter()
 
     def judge_verdicts(images01: torch.Tensor) -> np.ndarray:
-        return (_batched(lambda x: judge.probabilities(x * 2 - 1), images01, batch_size=bs) > 0.5).numpy()
+        return (
+            _batched(lambda x: judge.probabilities(x * 2 - 1), images01, batch_size=bs) > 0.5
+        ).numpy()
 
     # 1. Reconstruction -------------------------------------------------------------------
     seeds = list(range(HELDOUT_SEED_START, HELDOUT_SEED_START + options.num_faces))
@@ -147,20 +159,30 @@ def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_J
         "z_sem_only_judge_agreement": float(z_only_agree.mean()),
         "z_sem_only_per_attribute": dict(zip(ATTRIBUTES, map(float, z_only_agree), strict=True)),
     }
-    log(f"\n1. Reconstruction on {len(seeds)} held-out faces (T_inv={options.T_inv}, T_render={options.T_render})")
+    log(
+        f"\n1. Reconstruction on {len(seeds)} held-out faces (T_inv={options.T_inv}, T_render={options.T_render})"
+    )
     log(f"   PSNR (stochastic encoding): mean {psnr.mean():.2f} dB, min {psnr.min():.2f} dB")
-    log(f"   judge agreement, inverted reconstruction: {(recon_verdict == truth).mean() * 100:.1f}%")
+    log(
+        f"   judge agreement, inverted reconstruction: {(recon_verdict == truth).mean() * 100:.1f}%"
+    )
     log(f"   judge agreement, z_sem only (random x_T): {z_only_agree.mean() * 100:.1f}%")
 
     # 2. Editing --------------------------------------------------------------------------
     full = classifier.metrics.get("_full_strength") or {}
     if not full:
-        full = calibrate_full_strengths(model, classifier, num_faces=options.calibration_faces, batch_size=bs)
+        full = calibrate_full_strengths(
+            model, classifier, num_faces=options.calibration_faces, batch_size=bs
+        )
         full = {k: v * options.full_scale for k, v in full.items()}
     report["full_strength"] = full
     rows = []
-    log(f"\n2. Editing ({options.edit_faces_per_direction} faces per direction at most; 'full' strength per attribute)")
-    log(f"   {'attribute':<20} {'full':>6} | {'add: n':>6} {'seen':>6} {'kept':>6} | {'remove: n':>9} {'gone':>6} {'kept':>6}")
+    log(
+        f"\n2. Editing ({options.edit_faces_per_direction} faces per direction at most; 'full' strength per attribute)"
+    )
+    log(
+        f"   {'attribute':<20} {'full':>6} | {'add: n':>6} {'seen':>6} {'kept':>6} | {'remove: n':>9} {'gone':>6} {'kept':>6}"
+    )
     for name in ATTRIBUTES:
         if name not in classifier.attribute_names or name not in full:
             continue
@@ -182,15 +204,27 @@ def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_J
             idx = torch.tensor(picks)
             strength = full[name] if want else -full[name]
             z_edit = edit_z_sem(z[idx], classifier, {name: strength})
-            edited = _batched(lambda a, b: model.render(a, b, T=options.T_render), x_T[idx], z_edit, batch_size=bs)
+            edited = _batched(
+                lambda a, b: model.render(a, b, T=options.T_render), x_T[idx], z_edit, batch_size=bs
+            )
             verdict = judge_verdicts(edited)
             success = float((verdict[:, j] == want).mean())
-            kept_flags = [verdict[r, k] == recon_verdict[i, k] for r, i in enumerate(picks) for k in keeps[r]]
-            row[direction] = {"n": len(picks), "success": success, "others_kept": float(np.mean(kept_flags))}
+            kept_flags = [
+                verdict[r, k] == recon_verdict[i, k] for r, i in enumerate(picks) for k in keeps[r]
+            ]
+            row[direction] = {
+                "n": len(picks),
+                "success": success,
+                "others_kept": float(np.mean(kept_flags)),
+            }
         rows.append(row)
 
         def cell(d: dict | None) -> str:
-            return f"{'n/a':>6} {'':>6} {'':>6}" if d is None else f"{d['n']:>6} {d['success'] * 100:>5.0f}% {d['others_kept'] * 100:>5.0f}%"
+            return (
+                f"{'n/a':>6} {'':>6} {'':>6}"
+                if d is None
+                else f"{d['n']:>6} {d['success'] * 100:>5.0f}% {d['others_kept'] * 100:>5.0f}%"
+            )
 
         log(f"   {name:<20} {full[name]:>6.3f} | {cell(row['add'])} | {cell(row['remove']):>23}")
     report["editing"] = rows
@@ -200,17 +234,26 @@ def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_J
         imgs = []
         for start in range(0, options.num_samples, bs):
             n = min(bs, options.num_samples - start)
-            imgs.append(model.sample(n, T=options.T_render, T_latent=options.T_latent, generator=gen))
+            imgs.append(
+                model.sample(n, T=options.T_render, T_latent=options.T_latent, generator=gen)
+            )
         samples = torch.cat(imgs)
         freq = judge_verdicts(samples).mean(0)
         report["sampling"] = {
-            name: {"sampled": float(freq[i]), "dataset": ATTRIBUTE_FREQUENCIES[name]} for i, name in enumerate(ATTRIBUTES)
+            name: {"sampled": float(freq[i]), "dataset": ATTRIBUTE_FREQUENCIES[name]}
+            for i, name in enumerate(ATTRIBUTES)
         }
-        worst = max(abs(float(freq[i]) - ATTRIBUTE_FREQUENCIES[n]) for i, n in enumerate(ATTRIBUTES))
+        worst = max(
+            abs(float(freq[i]) - ATTRIBUTE_FREQUENCIES[n]) for i, n in enumerate(ATTRIBUTES)
+        )
         report["sampling_max_abs_diff"] = worst
-        log(f"\n3. Sampling {options.num_samples} faces (T_latent={options.T_latent}, T_render={options.T_render})")
+        log(
+            f"\n3. Sampling {options.num_samples} faces (T_latent={options.T_latent}, T_render={options.T_render})"
+        )
         for i, name in enumerate(ATTRIBUTES):
-            log(f"   {name:<20} sampled {freq[i] * 100:5.1f}%  dataset {ATTRIBUTE_FREQUENCIES[name] * 100:5.1f}%")
+            log(
+                f"   {name:<20} sampled {freq[i] * 100:5.1f}%  dataset {ATTRIBUTE_FREQUENCIES[name] * 100:5.1f}%"
+            )
         log(f"   largest difference: {worst * 100:.1f} points")
         if out_dir is not None:
             from torchvision.utils import save_image
@@ -220,7 +263,11 @@ def evaluate(model: DiffAE, options: EvalOptions, *, judge_dir: Path = DEFAULT_J
             report["sample_grid"] = str(out_dir / "samples.png")
 
     # 4. Classifiers ----------------------------------------------------------------------
-    aurocs = {k: v.get("auroc") for k, v in classifier.metrics.items() if isinstance(v, dict) and "auroc" in v}
+    aurocs = {
+        k: v.get("auroc")
+        for k, v in classifier.metrics.items()
+        if isinstance(v, dict) and "auroc" in v
+    }
     if aurocs:
         report["classifier_auroc"] = aurocs
         report["classifier_auroc_mean"] = float(np.mean(list(aurocs.values())))
@@ -243,28 +290,47 @@ def _summary_table(report: dict[str, Any]) -> str:
     adds = [r["add"] for r in report["editing"] if r.get("add")]
     rems = [r["remove"] for r in report["editing"] if r.get("remove")]
     if adds:
-        lines.append(f"| edit success, add (min over attributes) | {min(a['success'] for a in adds) * 100:.0f}% | >= 80% |")
-        lines.append(f"| others kept, add (min) | {min(a['others_kept'] for a in adds) * 100:.0f}% | >= 90% |")
+        lines.append(
+            f"| edit success, add (min over attributes) | {min(a['success'] for a in adds) * 100:.0f}% | >= 80% |"
+        )
+        lines.append(
+            f"| others kept, add (min) | {min(a['others_kept'] for a in adds) * 100:.0f}% | >= 90% |"
+        )
     if rems:
-        lines.append(f"| edit success, remove (min) | {min(a['success'] for a in rems) * 100:.0f}% | >= 80% |")
-        lines.append(f"| others kept, remove (min) | {min(a['others_kept'] for a in rems) * 100:.0f}% | >= 90% |")
+        lines.append(
+            f"| edit success, remove (min) | {min(a['success'] for a in rems) * 100:.0f}% | >= 80% |"
+        )
+        lines.append(
+            f"| others kept, remove (min) | {min(a['others_kept'] for a in rems) * 100:.0f}% | >= 90% |"
+        )
     if "sampling_max_abs_diff" in report:
-        lines.append(f"| sampling: largest frequency difference | {report['sampling_max_abs_diff'] * 100:.1f} points | <= 10 |")
+        lines.append(
+            f"| sampling: largest frequency difference | {report['sampling_max_abs_diff'] * 100:.1f} points | <= 10 |"
+        )
     if "classifier_auroc_mean" in report:
-        lines.append(f"| classifier AUROC, mean | {report['classifier_auroc_mean']:.4f} | >= 0.95 |")
+        lines.append(
+            f"| classifier AUROC, mean | {report['classifier_auroc_mean']:.4f} | >= 0.95 |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "assets" / "models" / "synthfaces64"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        default=str(Path(__file__).resolve().parents[1] / "assets" / "models" / "synthfaces64"),
+    )
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE_DIR))
     parser.add_argument("--faces", type=int, default=EvalOptions.num_faces)
     parser.add_argument("--samples", type=int, default=EvalOptions.num_samples)
     parser.add_argument("--edit-faces", type=int, default=EvalOptions.edit_faces_per_direction)
     parser.add_argument("--steps", type=int, default=20, help="T_inv = T_render")
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--write", action="store_true", help="store full strengths + metrics in the bundle")
+    parser.add_argument(
+        "--write", action="store_true", help="store full strengths + metrics in the bundle"
+    )
     parser.add_argument("--report", default=None, help="write the report JSON here")
     args = parser.parse_args(argv)
     try:
@@ -272,9 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    options = EvalOptions(num_faces=args.faces, num_samples=args.samples, T_inv=args.steps, T_render=args.steps,
-                          edit_faces_per_direction=args.edit_faces)
-    report = evaluate(model, options, judge_dir=Path(args.judge), out_dir=Path(args.model) if args.write else None)
+    options = EvalOptions(
+        num_faces=args.faces,
+        num_samples=args.samples,
+        T_inv=args.steps,
+        T_render=args.steps,
+        edit_faces_per_direction=args.edit_faces,
+    )
+    report = evaluate(
+        model, options, judge_dir=Path(args.judge), out_dir=Path(args.model) if args.write else None
+    )
     table = _summary_table(report)
     print("\nSummary\n" + table)
     print(f"\n({report['seconds']} s)")
@@ -290,13 +363,20 @@ def _write_back(bundle: Path, report: dict[str, Any], table: str) -> None:
     for path in sorted((bundle / "classifiers").glob("*.safetensors")):
         cls = AttributeClassifier.load(path)
         metrics = dict(cls.metrics)
-        metrics["_full_strength"] = {k: round(v, 4) for k, v in report["full_strength"].items() if k in cls.attribute_names}
-        AttributeClassifier(cls.attribute_names, cls.weight, cls.bias, cls.z_mean, cls.z_std, metrics, cls.source).save(path)
+        metrics["_full_strength"] = {
+            k: round(v, 4) for k, v in report["full_strength"].items() if k in cls.attribute_names
+        }
+        AttributeClassifier(
+            cls.attribute_names, cls.weight, cls.bias, cls.z_mean, cls.z_std, metrics, cls.source
+        ).save(path)
     (bundle / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     card = bundle / "README.md"
     text = card.read_text() if card.exists() else ""
     marker = "## Measured (python -m diffae_app.evaluate)"
-    text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n{table}\n\nFull per-attribute results: evaluation.json.\n"
+    text = (
+        text.split(marker)[0].rstrip()
+        + f"\n\n{marker}\n\n{table}\n\nFull per-attribute results: evaluation.json.\n"
+    )
     card.write_text(text)
 
 

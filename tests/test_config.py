@@ -33,8 +33,11 @@ def test_config_without_a_sampler_entry_gets_the_official_one() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "match"),
-    [({"spacing": "cosine"}, "spacing"), ({"power": 0}, "power"),
-     ({"inversion_fixed_point_iterations": -1}, "fixed_point")],
+    [
+        ({"spacing": "cosine"}, "spacing"),
+        ({"power": 0}, "power"),
+        ({"inversion_fixed_point_iterations": -1}, "fixed_point"),
+    ],
 )
 def test_sampler_rejects_bad_values(changes: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -62,7 +62,9 @@ def test_evaluate_reports_every_measurement(bundled_model_dir, tmp_path) -> None
     for row in edited:
         for cell in (row.get("add"), row.get("remove")):
             if cell:
-                assert cell["n"] == 1 and 0 <= cell["success"] <= 1 and 0 <= cell["others_kept"] <= 1
+                assert (
+                    cell["n"] == 1 and 0 <= cell["success"] <= 1 and 0 <= cell["others_kept"] <= 1
+                )
     assert set(report["sampling"]) == set(ATTRIBUTES)
     assert (tmp_path / "samples.png").is_file()
     assert 0.5 < report["classifier_auroc_mean"] <= 1
@@ -74,8 +76,21 @@ def test_main_write_stores_strengths_and_card(bundled_model_dir, tmp_path, capsy
     shutil.copytree(bundled_model_dir, bundle)
     for path in bundle.rglob("*"):
         path.chmod(0o644 if path.is_file() else 0o755)
-    (bundle / "README.md").write_text("# card\n\n## Measured (python -m diffae_app.evaluate)\n\nold\n")
-    args = ["--model", str(bundle), "--faces", "4", "--samples", "2", "--edit-faces", "1", "--steps", "2"]
+    (bundle / "README.md").write_text(
+        "# card\n\n## Measured (python -m diffae_app.evaluate)\n\nold\n"
+    )
+    args = [
+        "--model",
+        str(bundle),
+        "--faces",
+        "4",
+        "--samples",
+        "2",
+        "--edit-faces",
+        "1",
+        "--steps",
+        "2",
+    ]
     assert main([*args, "--write", "--report", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "Summary" in out and ">= 30 dB" in out

@@ -227,7 +227,16 @@ def test_export_any_checkpoint_of_a_run(pipeline: Path) -> None:
 def test_export_with_a_chosen_sampler_and_float16_latent_net(pipeline: Path, capsys) -> None:
     out = pipeline / "latent_fp16"
     sampler = '{"spacing": "power", "power": 1.25, "inversion_fixed_point_iterations": 1}'
-    _run("export", pipeline / "latent", "--out", out, "--sampler", sampler, "--latent-dtype", "float16")
+    _run(
+        "export",
+        pipeline / "latent",
+        "--out",
+        out,
+        "--sampler",
+        sampler,
+        "--latent-dtype",
+        "float16",
+    )
     stored = load_file(str(out / "latent_net.safetensors"))
     assert stored["z_mean"].dtype == torch.float32  # statistics stay exact
     assert {v.dtype for k, v in stored.items() if not k.startswith("z_")} == {torch.float16}
@@ -236,7 +245,9 @@ def test_export_with_a_chosen_sampler_and_float16_latent_net(pipeline: Path, cap
     assert next(model.latent_net.parameters()).dtype == torch.float32
     full = load_file(str(pipeline / "latent" / "bundle" / "latent_net.safetensors"))
     assert all(torch.allclose(stored[k].float(), v, atol=1e-3, rtol=1e-3) for k, v in full.items())
-    bad = _error_of(capsys, "export", pipeline / "latent", "--out", out, "--sampler", '{"spacing": "x"}')
+    bad = _error_of(
+        capsys, "export", pipeline / "latent", "--out", out, "--sampler", '{"spacing": "x"}'
+    )
     assert "spacing" in bad
 
 

@@ -136,7 +136,9 @@ class AutoencoderStage:
         def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model(x_t, t, x_0)
 
-        per_sample = eps_loss(predict, self.schedule, x_0, t, noise, loss=self.config.diffusion.loss)
+        per_sample = eps_loss(
+            predict, self.schedule, x_0, t, noise, loss=self.config.diffusion.loss
+        )
         return (per_sample * self.loss_weights.to(device)[t]).mean()
 
     @torch.no_grad()

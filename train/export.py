@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sampler",
         default=None,
         help='image sampler settings as JSON, e.g. \'{"spacing": "power", "power": 1.25, '
-        '"inversion_fixed_point_iterations": 1}\' (default: the run config\'s)',
+        "\"inversion_fixed_point_iterations\": 1}' (default: the run config's)",
     )
     p.add_argument(
         "--latent-dtype",
