@@ -1,6 +1,7 @@
 """Peak memory (RSS) of an editing session: load a bundle, encode, invert, render.
 
     python benchmarks/memory.py [--configs ffhq256] [--precisions float32 bfloat16] [--steps 2]
+        [--pythons python /path/to/cpu-venv/bin/python]
 
 Each measurement runs in a fresh subprocess so peaks do not mix. The bundle is written once
 with random weights (same size as a real one) to a temporary folder. A session = the
@@ -12,12 +13,15 @@ Reported: the kernel's peak resident set (VmHWM, /proc/self/status), its anonymo
 (RssAnon, sampled every 2 ms: the memory the process itself allocated), and what
 `import torch` alone costs (shared-library pages: ~0.7 GB for the CUDA build of torch, of
 which ~0.4 GB are file-backed library pages shared with every other torch process).
+`--pythons` runs the session under other interpreters too, e.g. a venv with the CPU-only
+build of torch (what a CPU deployment installs), so both builds land in one table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -77,6 +81,7 @@ def child(bundle: str, precision: str, steps: int) -> None:
     report["peak_anon"] = sampler.peak_anon
     report["gpu_peak"] = torch.cuda.max_memory_allocated() if device == "cuda" else 0
     report["weights"] = sum(p.numel() * p.element_size() for p in model.autoencoder.parameters())
+    report["torch"] = torch.__version__
     print("RESULT " + json.dumps(report))
 
 
@@ -94,9 +99,13 @@ def make_bundle(config_name: str, directory: Path) -> None:
     )
 
 
-def measure(bundle: Path, precision: str, steps: int) -> dict:
+def measure(bundle: Path, precision: str, steps: int, python: str) -> dict:
+    # Another interpreter's venv need not have the project installed: put the repo on its path.
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(bundle), precision, str(steps)],
+        [python, __file__, "--child", str(bundle), precision, str(steps)],
+        env=env,
         check=True,
         capture_output=True,
         text=True,
@@ -113,6 +122,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["ffhq256"])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument(
+        "--pythons", nargs="+", default=[sys.executable], help="interpreters to run sessions in"
+    )
     args = parser.parse_args()
     print("# memory:", machine_line())
 
@@ -125,11 +137,12 @@ def main() -> None:
             bundle = Path(tmp) / name
             make_bundle(name, bundle)
             file_mb = (bundle / "autoencoder.safetensors").stat().st_size
-            for precision in args.precisions:
-                r = measure(bundle, precision, args.steps)
+            for python, precision in [(py, pr) for py in args.pythons for pr in args.precisions]:
+                r = measure(bundle, precision, args.steps, python)
                 rows.append(
                     [
                         f"{name} ({CONFIG_ALIASES.get(name, name)})",
+                        r["torch"],
                         precision,
                         mb(file_mb),
                         mb(r["weights"]),
@@ -143,12 +156,13 @@ def main() -> None:
                         mb(r["gpu_peak"]) if r["gpu_peak"] else "-",
                     ]
                 )
-                print(f"  {name} {precision}: peak {mb(r['end']['VmHWM'])}", flush=True)
+                print(f"  {name} {r['torch']} {precision}: peak {mb(r['end']['VmHWM'])}", flush=True)
     print()
     print(
         table(
             [
                 "model",
+                "torch",
                 "precision",
                 "bundle file",
                 "weights held",
