@@ -65,7 +65,9 @@ class EvalOptions:
     seed: int = 0
 
 
-def _images(seeds: Sequence[int], size: int) -> tuple[torch.Tensor, np.ndarray]:
+def faces_with_attributes(seeds: Sequence[int], size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """SynthFaces of these seeds as a (N, 3, size, size) tensor in [-1, 1], and their (N, A)
+    true attributes (bool, in ATTRIBUTES order)."""
     images, labels = generate_batch(seeds, size)
     return images_to_tensor(images), labels.astype(bool)
 
@@ -77,7 +79,7 @@ def _batched(fn, *tensors: torch.Tensor, batch_size: int) -> torch.Tensor:
     )
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [0, 1]."""
     mse = (a - b).square().flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(1.0 / mse)
@@ -87,7 +89,7 @@ def calibrate_full_strengths(
     model: DiffAE, classifier: AttributeClassifier, *, num_faces: int, batch_size: int
 ) -> dict[str, float]:
     """Per attribute: (mean of positives - mean of negatives) along u, in strength units."""
-    x, labels = _images(range(num_faces), model.image_size)
+    x, labels = faces_with_attributes(range(num_faces), model.image_size)
     z = _batched(model.encode, x * 1.0, batch_size=batch_size)
     z_norm = classifier.normalize(z)
     scale = math.sqrt(classifier.z_sem_channels)
@@ -143,11 +145,11 @@ def evaluate(
 
     # 1. Reconstruction -------------------------------------------------------------------
     seeds = list(range(HELDOUT_SEED_START, HELDOUT_SEED_START + options.num_faces))
-    x, truth = _images(seeds, size)
+    x, truth = faces_with_attributes(seeds, size)
     z = _batched(model.encode, x, batch_size=bs)
     x_T = _batched(lambda a, b: model.encode_stochastic(a, b, T=options.T_inv), x, z, batch_size=bs)
     recon = _batched(lambda a, b: model.render(a, b, T=options.T_render), x_T, z, batch_size=bs)
-    psnr = _psnr(recon, (x + 1) / 2)
+    psnr = psnr_db(recon, (x + 1) / 2)
     noise = torch.randn(x.shape, generator=gen)
     z_only = _batched(lambda a, b: model.render(a, b, T=options.T_render), noise, z, batch_size=bs)
     z_only_agree = (judge_verdicts(z_only) == truth).mean(0)
