@@ -102,7 +102,10 @@ def make_bundle(config_name: str, directory: Path) -> None:
 def measure(bundle: Path, precision: str, steps: int, python: str) -> dict:
     # Another interpreter's venv need not have the project installed: put the repo on its path.
     repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     out = subprocess.run(
         [python, __file__, "--child", str(bundle), precision, str(steps)],
         env=env,
@@ -156,7 +159,9 @@ def main() -> None:
                         mb(r["gpu_peak"]) if r["gpu_peak"] else "-",
                     ]
                 )
-                print(f"  {name} {r['torch']} {precision}: peak {mb(r['end']['VmHWM'])}", flush=True)
+                print(
+                    f"  {name} {r['torch']} {precision}: peak {mb(r['end']['VmHWM'])}", flush=True
+                )
     print()
     print(
         table(
