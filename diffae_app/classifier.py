@@ -1,8 +1,8 @@
 """Linear attribute classifiers on normalised z_sem, and their safetensors artefact.
 
 An artefact is one `.safetensors` file: `weight` (A, D), `bias` (A,), `z_mean` (D,), `z_std`
-(D,) plus a metadata header with the attribute names (the only source of slider names) and
-optional per-attribute metrics. Logits are weight @ ((z - z_mean) / z_std) + bias, as the
+(D,), optionally `direction` (A, D) edit directions, plus a metadata header with the attribute
+names (the only source of slider names) and optional per-attribute metrics. Logits are weight @ ((z - z_mean) / z_std) + bias, as the
 official ClsModel computes them.
 """
 
@@ -45,6 +45,10 @@ class AttributeClassifier:
     z_std: torch.Tensor  # (D,) float32
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     source: str = ""
+    # (A, D) float32 edit directions in normalised z_sem space, or None: the sliders then move
+    # along the classifier rows (the official recipe). train/classifiers.py stores the class-mean
+    # differences here, which move a decoder that reads z_sem weakly far better than the rows.
+    directions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         a, d = self.weight.shape
@@ -56,6 +60,10 @@ class AttributeClassifier:
             raise ClassifierError(
                 f"inconsistent classifier shapes: weight {tuple(self.weight.shape)}, bias "
                 f"{tuple(self.bias.shape)}, z_mean {tuple(self.z_mean.shape)}, z_std {tuple(self.z_std.shape)}"
+            )
+        if self.directions is not None and self.directions.shape != (a, d):
+            raise ClassifierError(
+                f"edit directions {tuple(self.directions.shape)} do not match weight {(a, d)}"
             )
 
     @property
@@ -92,6 +100,8 @@ class AttributeClassifier:
             "z_mean": self.z_mean.float().contiguous(),
             "z_std": self.z_std.float().contiguous(),
         }
+        if self.directions is not None:
+            tensors["direction"] = self.directions.float().contiguous()
         metadata = {
             "format": FORMAT,
             "attribute_names": json.dumps(list(self.attribute_names)),
@@ -125,4 +135,5 @@ class AttributeClassifier:
             z_std=tensors["z_std"].float(),
             metrics=json.loads(meta.get("metrics") or "{}"),
             source=meta.get("source", ""),
+            directions=tensors["direction"].float() if "direction" in tensors else None,
         )

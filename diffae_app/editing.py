@@ -67,7 +67,8 @@ _CUSTOM_C = 1.0
 
 
 def unit_direction(classifier: AttributeClassifier, name: str) -> torch.Tensor:
-    """The attribute's unit direction ``w_i / ||w_i||`` in normalised z_sem space.
+    """The attribute's unit edit direction in normalised z_sem space: ``w_i / ||w_i||`` (the
+    official recipe), or the artefact's own edit direction where it stores one.
 
     Returns:
         (D,) float32.
@@ -76,7 +77,8 @@ def unit_direction(classifier: AttributeClassifier, name: str) -> torch.Tensor:
         ClassifierError: unknown attribute name.
         EditError: the attribute's row is all zeros (it has no direction).
     """
-    row = classifier.weight[classifier.index(name)].float()
+    rows = classifier.weight if classifier.directions is None else classifier.directions
+    row = rows[classifier.index(name)].float()
     norm = float(row.norm())
     if norm == 0.0:
         raise EditError(f"attribute {name!r} has an all-zero classifier row, so no direction")
@@ -454,13 +456,16 @@ def merge_classifiers(
     Rows of a classifier with other normalisation statistics are re-expressed exactly in
     ``base``'s normalised space (same logits for every z_sem): with ``z = n s_b + m_b``,
     ``w . (z - m_c) / s_c + b == (w s_b / s_c) . n + w . (m_b - m_c) / s_c + b``.
-    Their edit direction is then the re-expressed row.
+    Their edit direction is then the re-expressed row, or their own edit direction
+    re-expressed as a step (divided by the same ratio).
 
     Raises:
         ClassifierError: names collide or the widths differ.
     """
     names = list(base.attribute_names)
     weights, biases = [base.weight.float()], [base.bias.float()]
+    # Edit directions are steps, not covectors: re-expressed with the inverse ratio.
+    directions = [base.weight.float() if base.directions is None else base.directions.float()]
     metrics = dict(base.metrics)
     sources = [base.source] if base.source else []
     for other in others:
@@ -475,14 +480,17 @@ def merge_classifiers(
                 f"attribute names already in use: {', '.join(clash)}; rename the custom attribute"
             )
         weight, bias = other.weight.double(), other.bias.double()
+        direction = None if other.directions is None else other.directions.double()
         same_stats = torch.equal(other.z_mean, base.z_mean) and torch.equal(other.z_std, base.z_std)
         if not same_stats:
             ratio = base.z_std.double() / other.z_std.double()
             shift = (base.z_mean.double() - other.z_mean.double()) / other.z_std.double()
             bias = bias + weight @ shift
             weight = weight * ratio
+            direction = None if direction is None else direction / ratio
         names.extend(other.attribute_names)
         weights.append(weight.float())
+        directions.append(weight.float() if direction is None else direction.float())
         biases.append(bias.float())
         metrics.update(other.metrics)
         if other.source:
@@ -495,4 +503,9 @@ def merge_classifiers(
         z_std=base.z_std.float(),
         metrics=metrics,
         source="; ".join(sources),
+        directions=(
+            None
+            if base.directions is None and all(o.directions is None for o in others)
+            else torch.cat(directions)
+        ),
     )

@@ -178,6 +178,9 @@ def _one_row(classifier: AttributeClassifier, name: str) -> AttributeClassifier:
         z_mean=classifier.z_mean,
         z_std=classifier.z_std,
         source=classifier.source,
+        directions=(
+            None if classifier.directions is None else classifier.directions[index : index + 1]
+        ),
     )
 
 

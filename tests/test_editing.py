@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +63,48 @@ def test_unit_direction_is_the_normalised_row() -> None:
     assert torch.allclose(u, classifier.weight[1] / classifier.weight[1].norm())
     assert attribute_directions(classifier, ["Smiling", "Young"]).shape == (2, WIDTH)
     assert attribute_directions(classifier, []).shape == (0, WIDTH)
+
+
+def test_stored_edit_directions_replace_the_rows_for_editing_only(tmp_path: Path) -> None:
+    plain = _classifier()
+    directions = torch.randn(len(NAMES), WIDTH, generator=torch.Generator().manual_seed(5))
+    steered = dataclasses.replace(plain, directions=directions)
+    u = unit_direction(steered, "Young")
+    assert torch.allclose(u, directions[2] / directions[2].norm())
+    z = _z(3)
+    edited = edit_z_sem(z, steered, {"Young": 0.4})
+    expected = steered.denormalize(steered.normalize(z) + 0.4 * math.sqrt(WIDTH) * u)
+    assert torch.allclose(edited, expected, atol=1e-5)
+    assert torch.equal(steered.logits(z), plain.logits(z))  # reading is unchanged
+    # Locks still hold the locked logit: they project out the classifier row, not the direction.
+    locked = edit_z_sem(z, steered, {"Young": 0.4}, locks=["Smiling"])
+    assert torch.allclose(steered.logits(locked)[:, 0], steered.logits(z)[:, 0], atol=1e-4)
+    loaded = AttributeClassifier.load(steered.save(tmp_path / "c.safetensors"))
+    assert torch.equal(loaded.directions, directions)
+    assert AttributeClassifier.load(plain.save(tmp_path / "p.safetensors")).directions is None
+    with pytest.raises(ClassifierError, match="edit directions"):
+        dataclasses.replace(plain, directions=directions[:2])
+
+
+def test_merging_keeps_each_part_s_edit_step_in_raw_z_sem() -> None:
+    base = _classifier()
+    generator = torch.Generator().manual_seed(9)
+    other = AttributeClassifier(
+        ("Freckles",),
+        torch.randn(1, WIDTH, generator=generator),
+        torch.randn(1, generator=generator),
+        torch.randn(WIDTH, generator=generator),
+        torch.rand(WIDTH, generator=generator) + 0.5,
+        directions=torch.randn(1, WIDTH, generator=generator),
+    )
+    merged = merge_classifiers(base, other)
+    assert merged.directions is not None and merged.directions.shape == (5, WIDTH)
+    assert torch.allclose(unit_direction(merged, "Male"), unit_direction(base, "Male"))
+    # The same raw z_sem displacement direction, whichever normalisation expresses it.
+    raw_own = unit_direction(other, "Freckles") * other.z_std
+    raw_merged = unit_direction(merged, "Freckles") * merged.z_std
+    assert torch.allclose(raw_own / raw_own.norm(), raw_merged / raw_merged.norm(), atol=1e-5)
+    assert merge_classifiers(base, dataclasses.replace(other, directions=None)).directions is None
 
 
 def test_unknown_attribute_names_the_known_ones() -> None:

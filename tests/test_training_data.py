@@ -354,9 +354,13 @@ def test_fit_classifiers_matches_sklearn_and_stores_metrics(tmp_path: Path) -> N
     ref = LogisticRegression(class_weight="balanced", max_iter=2000).fit(zn[~test], y[~test])
     logits = classifier.logits(codes.z_sem)[:, 0].double().numpy()
     np.testing.assert_allclose(logits, ref.decision_function(zn), atol=1e-4)
+    # Edit directions: class-mean differences of normalised z over the training part.
+    expected = zn[~test & y].mean(0) - zn[~test & ~y].mean(0)
+    np.testing.assert_allclose(classifier.directions[0].numpy(), expected, rtol=1e-4, atol=1e-5)
     # Round trip through the artefact the editing code loads.
     back = AttributeClassifier.load(classifier.save(tmp_path / "c.safetensors"))
     assert back.metrics == m and torch.equal(back.weight, classifier.weight)
+    assert torch.equal(back.directions, classifier.directions)
     table = metrics_table(back)
     assert table.splitlines()[0].split()[:3] == ["attribute", "train", "test"]
     assert "Smiling" in table and "Hat" in table

@@ -26,6 +26,9 @@ stored in the artefact:
     n_iter              L-BFGS iterations used (== max_iter: stopped before converging)
 
 The shipped weights are the ones the metrics were measured on (fitted on the training part).
+The artefact also stores each attribute's edit direction (`AttributeClassifier.directions`):
+the mean of z_norm over the positive training images minus that over the negatives, which the
+sliders then follow instead of w / |w|.
 """
 
 from __future__ import annotations
@@ -261,7 +264,7 @@ def _fit(
     is_test = np.zeros(matched.size, dtype=bool)
     is_test[order[:n_test]] = True
 
-    weights, biases, kept, metrics = [], [], [], {}
+    weights, biases, directions, kept, metrics = [], [], [], [], {}
     from tqdm.auto import tqdm
 
     for name in tqdm(names, unit="attribute", disable=not progress, dynamic_ncols=True):
@@ -302,6 +305,12 @@ def _fit(
             m["logit_std"] = float(np.std(logits))
         weights.append(weight)
         biases.append(bias)
+        # Edit direction: the difference of the class means (training part). The classifier row
+        # is the best direction to *read* the attribute; the mean difference is the direction
+        # along which faces with it actually differ from faces without it, and it moves the
+        # decoder where the row does not (benchmarks/RESULTS.md, issue 5).
+        pos, neg = train & (y > 0), train & (y < 0)
+        directions.append(z[pos].mean(0, dtype=np.float64) - z[neg].mean(0, dtype=np.float64))
         kept.append(name)
         metrics[name] = m
     if not kept:
@@ -314,6 +323,7 @@ def _fit(
         z_std=codes.z_std.clone(),
         metrics=metrics,
         source=source,
+        directions=torch.tensor(np.stack(directions), dtype=torch.float32),
     )
 
 
