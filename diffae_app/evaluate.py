@@ -15,14 +15,17 @@ latent) reads attributes off decoded images. Printed:
 4. the linear classifiers' held-out AUROC (stored in the artefact by train/classifiers.py).
 
 'full' strength per attribute is calibrated on training seeds: the distance between the
-class means of normalised z_sem along the attribute's unit direction, in the official
-strength units (divided by sqrt(D)), times `full_scale`. With --write, it is stored in the
+class means of normalised z_sem along the attribute's unit edit direction, in the official
+strength units (divided by sqrt(D)), times `full_scale` (2: a face without the attribute is
+moved as far past the mean of faces with it as it started below; the decoder, given an
+inverted x_T that still carries the face's own attributes, needs that margin). With --write, it is stored in the
 classifier artefact's metrics (the UI's slider range) and all numbers go into the model card.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -45,7 +48,7 @@ from .data.synthfaces import (
     sample_spec,
 )
 from .diffae import DiffAE
-from .editing import edit_z_sem
+from .editing import edit_z_sem, unit_direction
 from .judge import images_to_tensor, load_judge
 
 DEFAULT_JUDGE_DIR = Path(__file__).resolve().parents[1] / "assets" / "judge"
@@ -60,7 +63,7 @@ class EvalOptions:
     T_latent: int = 20
     edit_faces_per_direction: int = 30  # per attribute and direction (add / remove), at most
     calibration_faces: int = 600  # training seeds for the 'full' strength calibration
-    full_scale: float = 1.25  # margin over the class-mean distance
+    full_scale: float = 2.0  # twice the class-mean distance (see the module docstring)
     batch_size: int = 50
     seed: int = 0
 
@@ -98,8 +101,7 @@ def calibrate_full_strengths(
         if name not in ATTRIBUTES:
             continue
         j = ATTRIBUTES.index(name)
-        w = classifier.weight[classifier.index(name)]
-        proj = z_norm @ (w / w.norm())
+        proj = z_norm @ unit_direction(classifier, name)
         pos, neg = labels[:, j], ~labels[:, j]
         if pos.sum() == 0 or neg.sum() == 0:
             continue
@@ -291,6 +293,12 @@ def _summary_table(report: dict[str, Any]) -> str:
     ]
     adds = [r["add"] for r in report["editing"] if r.get("add")]
     rems = [r["remove"] for r in report["editing"] if r.get("remove")]
+    for label, rows in (("add", adds), ("remove", rems)):
+        if rows:
+            passing = sum(r["success"] >= 0.8 and r["others_kept"] >= 0.9 for r in rows)
+            lines.append(
+                f"| attributes meeting both edit targets, {label} | {passing} of {len(rows)} | all |"
+            )
     if adds:
         lines.append(
             f"| edit success, add (min over attributes) | {min(a['success'] for a in adds) * 100:.0f}% | >= 80% |"
@@ -368,9 +376,7 @@ def _write_back(bundle: Path, report: dict[str, Any], table: str) -> None:
         metrics["_full_strength"] = {
             k: round(v, 4) for k, v in report["full_strength"].items() if k in cls.attribute_names
         }
-        AttributeClassifier(
-            cls.attribute_names, cls.weight, cls.bias, cls.z_mean, cls.z_std, metrics, cls.source
-        ).save(path)
+        dataclasses.replace(cls, metrics=metrics).save(path)
     (bundle / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     card = bundle / "README.md"
     text = card.read_text() if card.exists() else ""

@@ -16,7 +16,7 @@ import torch
 from diffae_app import DiffAE
 from diffae_app.classifier import AttributeClassifier
 from diffae_app.data.synthfaces import ATTRIBUTES
-from diffae_app.evaluate import EvalOptions, _psnr, calibrate_full_strengths, evaluate, main
+from diffae_app.evaluate import EvalOptions, calibrate_full_strengths, evaluate, main, psnr_db
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -35,8 +35,8 @@ TINY = EvalOptions(
 def test_psnr_of_known_error() -> None:
     a = torch.zeros(2, 3, 4, 4)
     b = a + 0.1  # mse 0.01 -> 20 dB
-    assert torch.allclose(_psnr(a, b), torch.tensor([20.0, 20.0]), atol=1e-4)
-    assert float(_psnr(a, a)[0]) == pytest.approx(100.0)  # clamped, not inf
+    assert torch.allclose(psnr_db(a, b), torch.tensor([20.0, 20.0]), atol=1e-4)
+    assert float(psnr_db(a, a)[0]) == pytest.approx(100.0)  # clamped, not inf
 
 
 def test_calibrated_strengths_separate_the_classes(bundled_model_dir) -> None:

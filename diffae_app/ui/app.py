@@ -215,7 +215,7 @@ def _slider_column(c: dict[str, Any], bank: SliderBank, initial: Any) -> None:
         value=MODES[0],
         label="Sliders set",
         elem_id="slider-mode",
-        info="strength: how far to move (-1…1); target probability: where to go (0…1)",
+        info="strength: how far to move (-2…2); target probability: where to go (0…1)",
     )
     with gr.Row():
         c["render_btn"] = gr.Button("Render", variant="primary", elem_id="render-btn")

@@ -43,7 +43,9 @@ from .state import UserState
 logger = logging.getLogger(__name__)
 
 MODES = ("strength", "target probability")
-STRENGTH_RANGE = (-1.0, 1.0)
+# Official units: 0.3 is a typical FFHQ edit; the bundled model's calibrated "full" strengths
+# (its model card) reach 1.6, so the range goes to 2.
+STRENGTH_RANGE = (-2.0, 2.0)
 STRENGTH_STEP = 0.05
 TARGET_STEP = 0.01
 # Targets are solved in logit space: keep them off 0 and 1.
