@@ -2,8 +2,8 @@
 
 An artefact is one `.safetensors` file: `weight` (A, D), `bias` (A,), `z_mean` (D,), `z_std`
 (D,), optionally `direction` (A, D) edit directions, plus a metadata header with the attribute
-names (the only source of slider names) and optional per-attribute metrics. Logits are weight @ ((z - z_mean) / z_std) + bias, as the
-official ClsModel computes them.
+names (the only source of slider names) and optional per-attribute metrics. Logits are
+weight @ ((z - z_mean) / z_std) + bias, as the official ClsModel computes them.
 """
 
 from __future__ import annotations

@@ -25,13 +25,12 @@ classifier artefact's metrics (the UI's slider range) and all numbers go into th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -376,7 +375,7 @@ def _write_back(bundle: Path, report: dict[str, Any], table: str) -> None:
         metrics["_full_strength"] = {
             k: round(v, 4) for k, v in report["full_strength"].items() if k in cls.attribute_names
         }
-        dataclasses.replace(cls, metrics=metrics).save(path)
+        replace(cls, metrics=metrics).save(path)
     (bundle / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     card = bundle / "README.md"
     text = card.read_text() if card.exists() else ""

@@ -48,6 +48,19 @@ def _classifier(seed: int = 0, *, correlated: bool = True) -> AttributeClassifie
     )
 
 
+def _freckles(*, with_direction: bool = False) -> AttributeClassifier:
+    """A one-row classifier with its own normalisation statistics (to merge into _classifier)."""
+    generator = torch.Generator().manual_seed(9)
+    return AttributeClassifier(
+        ("Freckles",),
+        torch.randn(1, WIDTH, generator=generator),
+        torch.randn(1, generator=generator),
+        torch.randn(WIDTH, generator=generator),
+        torch.rand(WIDTH, generator=generator) + 0.5,
+        directions=torch.randn(1, WIDTH, generator=generator) if with_direction else None,
+    )
+
+
 def _z(n: int = 1, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, WIDTH, generator=torch.Generator().manual_seed(seed))
 
@@ -88,15 +101,7 @@ def test_stored_edit_directions_replace_the_rows_for_editing_only(tmp_path: Path
 
 def test_merging_keeps_each_part_s_edit_step_in_raw_z_sem() -> None:
     base = _classifier()
-    generator = torch.Generator().manual_seed(9)
-    other = AttributeClassifier(
-        ("Freckles",),
-        torch.randn(1, WIDTH, generator=generator),
-        torch.randn(1, generator=generator),
-        torch.randn(WIDTH, generator=generator),
-        torch.rand(WIDTH, generator=generator) + 0.5,
-        directions=torch.randn(1, WIDTH, generator=generator),
-    )
+    other = _freckles(with_direction=True)
     merged = merge_classifiers(base, other)
     assert merged.directions is not None and merged.directions.shape == (5, WIDTH)
     assert torch.allclose(unit_direction(merged, "Male"), unit_direction(base, "Male"))
@@ -292,14 +297,7 @@ def test_custom_attribute_errors() -> None:
 
 def test_merged_rows_keep_their_logits_under_other_statistics() -> None:
     base = _classifier()
-    generator = torch.Generator().manual_seed(9)
-    other = AttributeClassifier(
-        ("Freckles",),
-        torch.randn(1, WIDTH, generator=generator),
-        torch.randn(1, generator=generator),
-        torch.randn(WIDTH, generator=generator),
-        torch.rand(WIDTH, generator=generator) + 0.5,
-    )
+    other = _freckles()
     merged = merge_classifiers(base, other)
     assert merged.attribute_names == (*NAMES, "Freckles")
     z = _z(5)
