@@ -27,8 +27,9 @@ from _bench import machine_line, table
 from diffae_app import DiffAE
 from diffae_app.config import OFFICIAL_SAMPLER, preset
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START
-from diffae_app.evaluate import DEFAULT_JUDGE_DIR, faces_with_attributes, psnr_db
+from diffae_app.evaluate import DEFAULT_JUDGE_DIR, faces_with_attributes
 from diffae_app.judge import load_judge
+from diffae_app.metrics import psnr_db
 
 
 @torch.inference_mode()

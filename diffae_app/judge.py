@@ -141,6 +141,13 @@ class AttributeJudge(nn.Module):
         return self.head(self.features(images))
 
     @torch.no_grad()
+    def penultimate(self, images: torch.Tensor) -> torch.Tensor:
+        """The flattened feature map the final linear layer reads, (B, 4w * (H/16)^2), for
+        images in [-1, 1]: the judge's view of a face, used for the Fréchet judge distance
+        ("FJD", the FID idea with this judge in place of Inception). Call ``.eval()`` first."""
+        return self.head[0](self.features(images))
+
+    @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """P(attribute) (B, A) in [0, 1] for images (B, 3, H, W) in [-1, 1] (e.g. decoded
         samples); call ``.eval()`` first (``load_judge`` returns the model in eval mode)."""

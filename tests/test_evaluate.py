@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
-import torch
 
 from diffae_app import DiffAE
 from diffae_app.classifier import AttributeClassifier
 from diffae_app.data.synthfaces import ATTRIBUTES
-from diffae_app.evaluate import EvalOptions, calibrate_full_strengths, evaluate, main, psnr_db
+from diffae_app.evaluate import EvalOptions, calibrate_full_strengths, evaluate, main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -28,15 +28,9 @@ TINY = EvalOptions(
     T_latent=3,
     edit_faces_per_direction=1,
     calibration_faces=40,
+    fjd_faces=8,
     batch_size=8,
 )
-
-
-def test_psnr_of_known_error() -> None:
-    a = torch.zeros(2, 3, 4, 4)
-    b = a + 0.1  # mse 0.01 -> 20 dB
-    assert torch.allclose(psnr_db(a, b), torch.tensor([20.0, 20.0]), atol=1e-4)
-    assert float(psnr_db(a, a)[0]) == pytest.approx(100.0)  # clamped, not inf
 
 
 def test_calibrated_strengths_separate_the_classes(bundled_model_dir) -> None:
@@ -69,6 +63,27 @@ def test_evaluate_reports_every_measurement(bundled_model_dir, tmp_path) -> None
     assert (tmp_path / "samples.png").is_file()
     assert 0.5 < report["classifier_auroc_mean"] <= 1
     assert any("PSNR" in line for line in lines)
+    fjd = report["fjd"]
+    assert fjd["faces"] == 8 and all(
+        fjd[k] >= 0 for k in ("drawn_faces", "reconstructions", "samples")
+    )
+    assert any("FJD" in line for line in lines)
+
+
+def test_realism_section_alone_puts_drawn_faces_closest(bundled_model_dir) -> None:
+    model = DiffAE.from_pretrained(bundled_model_dir)
+    options = replace(TINY, fjd_faces=120, batch_size=60)
+    report = evaluate(model, options, sections=("realism",), log=lambda _: None)
+    assert set(report) >= {"fjd"} and "reconstruction" not in report and "editing" not in report
+    fjd = report["fjd"]
+    # Other drawn faces share the reference's distribution: nothing a 3-step model makes can be
+    # closer to it than they are.
+    assert fjd["drawn_faces"] < min(fjd["reconstructions"], fjd["samples"]), fjd
+
+
+def test_main_refuses_unknown_sections(capsys) -> None:
+    assert main(["--sections", "speed"]) == 2
+    assert "--sections" in capsys.readouterr().err
 
 
 def test_main_write_stores_strengths_and_card(bundled_model_dir, tmp_path, capsys) -> None:
@@ -90,10 +105,12 @@ def test_main_write_stores_strengths_and_card(bundled_model_dir, tmp_path, capsy
         "1",
         "--steps",
         "2",
+        "--fjd-faces",
+        "4",
     ]
     assert main([*args, "--write", "--report", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "Summary" in out and ">= 30 dB" in out
+    assert "Summary" in out and ">= 40 dB" in out and "FJD" in out
     card = (bundle / "README.md").read_text()
     assert card.count("## Measured") == 1 and "old" not in card and "AUROC" in card
     (path,) = (bundle / "classifiers").glob("*.safetensors")
