@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import (
     LATENT_ACTIVATIONS,
+    LATENT_DIFFUSION,
     AutoencoderConfig,
     DiffusionConfig,
     LatentNetConfig,
@@ -272,7 +273,8 @@ class _Fields:
         if field in self.overrides:
             return self.overrides[field]
         if field in ENUM_FIELDS:
-            return ENUM_FIELDS[field][1]
+            # Official files never hold these; a hand-made config dict may.
+            return self.hparams.get(field, ENUM_FIELDS[field][1])
         if field in MODEL_CONF_ONLY:
             return self.model_conf.get(field, MODEL_CONF_ONLY[field])
         if field in self.hparams:
@@ -411,6 +413,11 @@ def official_config(
         clip_denoised=f.bool("latent_clip_sample"),
         rescale_timesteps=f.bool("latent_rescale_timesteps"),
     )
+    latent_steps = f.int("latent_T_eval")
+    if latent is None:
+        # Without a latent DPM its sampler fields describe nothing (an autoencoder run keeps
+        # the TrainConfig defaults there): keep ours, so equal models get equal configs.
+        latent_diffusion, latent_steps = LATENT_DIFFUSION, ModelConfig.default_latent_steps
     config = ModelConfig(
         name=str(f.get("name") or name),
         autoencoder=autoencoder,
@@ -418,7 +425,7 @@ def official_config(
         diffusion=diffusion,
         latent_diffusion=latent_diffusion,
         default_render_steps=f.int("T_eval"),
-        default_latent_steps=f.int("latent_T_eval"),
+        default_latent_steps=latent_steps,
     )
     return OfficialConfig(config, latent_znormalize=f.bool("latent_znormalize"))
 

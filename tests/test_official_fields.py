@@ -261,3 +261,29 @@ def test_classifier_without_z_normalisation_reads_raw_codes(tmp_path: Path) -> N
     torch.save(state, tmp_path / "cls2.ckpt")
     with pytest.raises(ValueError, match="conds_mean"):
         load_official_classifier(tmp_path / "cls2.ckpt")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ffhq256_autoenc",
+        "ffhq256_autoenc_latent",
+        "ffhq128_autoenc_130M",
+        "ffhq128_autoenc_latent",
+        "bedroom128_autoenc",
+        "horse128_autoenc",
+    ],
+)
+def test_released_template_values_give_the_presets(name: str) -> None:
+    """The manifests' template values, read as fields, describe exactly our presets."""
+    import json
+
+    from diffae_app.config import preset
+    from diffae_app.official_fields import official_config
+
+    values = json.loads((OFFICIAL_DIR / "manifests" / f"{name}.json").read_text())
+    described = official_config(
+        values["config_values"], name=name, has_latent_weights=name.endswith("_latent")
+    )
+    assert described.config == preset(name)
+    assert described.latent_znormalize == name.endswith("_latent")
