@@ -529,7 +529,8 @@ def _latent_config(f: _Fields, style: int, has_latent_weights: bool) -> LatentNe
             "net_latent_layers",
             None,
             "the checkpoint holds a latent DPM but does not say how many layers it has; "
-            "state it with fields={'net_latent_layers': N, 'net_latent_skip_layers': [...]}",
+            "state it with official_fields={'net_latent_layers': N, "
+            "'net_latent_skip_layers': [...]}",
         )
     layers = f.int("net_latent_layers", minimum=2)
     skip = f.ints("net_latent_skip_layers", optional=True)
