@@ -30,7 +30,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .classifier import CELEBA_ATTRIBUTES, AttributeClassifier, ClassifierError
-from .config import AutoencoderConfig, LatentNetConfig, ModelConfig, preset
+from .config import ModelConfig, preset
+from .models import AutoencoderNet, LatentNet
+from .official_fields import UnsupportedField, has_architecture, official_config
 
 BUNDLE_FORMAT = "diffae-studio-bundle"
 BUNDLE_VERSION = 1
@@ -102,81 +104,6 @@ def read_official(path: str | os.PathLike) -> dict[str, Any]:
     return dict(state)
 
 
-def _hparams_config(hparams: Mapping[str, Any], name: str) -> ModelConfig | None:
-    """Rebuild the architecture from stored hyper-parameters (a plain dict in the releases)."""
-    conf = hparams.get("model_conf")
-    if isinstance(conf, Mapping) and "model_channels" in conf:
-        auto = AutoencoderConfig(
-            image_size=conf["image_size"],
-            in_channels=conf.get("in_channels", 3),
-            out_channels=conf.get("out_channels", 3),
-            model_channels=conf["model_channels"],
-            channel_mult=tuple(conf["channel_mult"]),
-            num_res_blocks=conf["num_res_blocks"],
-            attention_resolutions=tuple(conf["attention_resolutions"]),
-            encoder_channel_mult=tuple(conf.get("enc_channel_mult") or conf["channel_mult"]),
-            encoder_num_res_blocks=conf.get("enc_num_res_block", 2),
-            encoder_attention_resolutions=conf.get("enc_attn_resolutions"),
-            num_heads=conf.get("num_heads", 1),
-            time_embed_channels=conf["embed_channels"],
-            z_sem_channels=conf.get("enc_out_channels", 512),
-            dropout=conf.get("dropout", 0.1),
-            resblock_updown=conf.get("resblock_updown", True),
-        )
-        lat = conf.get("latent_net_conf")
-    elif "net_ch" in hparams and "img_size" in hparams:
-        auto = AutoencoderConfig(
-            image_size=hparams["img_size"],
-            model_channels=hparams["net_ch"],
-            channel_mult=tuple(hparams["net_ch_mult"]),
-            num_res_blocks=hparams.get("net_num_res_blocks", 2),
-            attention_resolutions=tuple(hparams.get("net_attn", (16,))),
-            encoder_channel_mult=tuple(
-                hparams.get("net_enc_channel_mult") or hparams["net_ch_mult"]
-            ),
-            encoder_num_res_blocks=hparams.get("net_enc_num_res_blocks", 2),
-            encoder_attention_resolutions=hparams.get("net_enc_attn"),
-            num_heads=hparams.get("net_beatgans_attn_head", 1),
-            time_embed_channels=hparams.get("net_beatgans_embed_channels", 512),
-            z_sem_channels=hparams.get("style_ch", 512),
-            dropout=hparams.get("dropout", 0.1),
-            resblock_updown=hparams.get("net_resblock_updown", True),
-        )
-        lat = None
-        if hparams.get("net_latent_layers"):  # None in non-latent configs
-            lat = {
-                "num_channels": hparams.get("style_ch", 512),
-                "skip_layers": hparams.get("net_latent_skip_layers"),
-                "num_hid_channels": hparams.get("net_latent_num_hid_channels", 2048),
-                "num_layers": hparams["net_latent_layers"],
-                "num_time_emb_channels": hparams.get("net_latent_time_emb_channels", 64),
-                "use_norm": hparams.get("net_latent_use_norm", True),
-                "condition_bias": hparams.get("net_latent_condition_bias", 1),
-                "dropout": hparams.get("net_latent_dropout", 0),
-            }
-    else:
-        return None
-    latent = None
-    if isinstance(lat, Mapping):
-        latent = LatentNetConfig(
-            num_channels=lat["num_channels"],
-            num_hid_channels=lat["num_hid_channels"],
-            num_layers=lat["num_layers"],
-            skip_layers=tuple(lat["skip_layers"]),
-            use_norm=bool(lat["use_norm"]),
-            condition_bias=float(lat["condition_bias"]),
-            time_emb_channels=lat["num_time_emb_channels"],
-            dropout=float(lat.get("dropout") or 0.0),
-        )
-    return ModelConfig(
-        name=name,
-        autoencoder=auto,
-        latent_net=latent,
-        default_render_steps=int(hparams.get("T_eval", 20)),
-        default_latent_steps=int(hparams.get("latent_T_eval", 20)),
-    )
-
-
 @dataclass(frozen=True)
 class OfficialWeights:
     """What an official autoencoder checkpoint holds for inference."""
@@ -223,53 +150,104 @@ def split_official_state_dict(
 
 
 def load_official(
-    path: str | os.PathLike, *, config: ModelConfig | str | None = None, use_ema: bool = True
+    path: str | os.PathLike,
+    *,
+    config: ModelConfig | str | None = None,
+    official_fields: Mapping[str, Any] | None = None,
+    use_ema: bool = True,
 ) -> OfficialWeights:
     """Read an official autoencoder(+latent) checkpoint into our names and config.
 
-    The architecture comes from `config` when given (a ModelConfig or preset name), else
-    from the checkpoint's stored hyper-parameters, else from the checkpoint folder's name
-    when it is a preset name (e.g. checkpoints/ffhq256_autoenc/last.ckpt).
+    The architecture and samplers come from `config` when given (a ModelConfig or preset
+    name); else from the checkpoint's stored hyper-parameters (the top-level TrainConfig
+    fields, see official_fields.py), with `official_fields` stating or overriding fields by
+    their official names, e.g. {'net_latent_activation': 'lrelu'} for a value the file
+    cannot store; else from the checkpoint folder's name when it is a preset name (e.g.
+    checkpoints/ffhq256_autoenc/last.ckpt). A field value that cannot be honoured is
+    refused with a one-line CheckpointError naming it.
     """
     path = Path(path)
     state = read_official(path)
     sd = state["state_dict"]
     name = path.parent.name if path.name == "last.ckpt" else path.stem
-    if isinstance(config, str):
-        config = preset(config)
-    if config is None:
-        hparams = state.get("hyper_parameters") or {}
-        config = (
-            _hparams_config(hparams, hparams.get("name", name))
-            if isinstance(hparams, Mapping)
-            else None
-        )
-    if config is None:
-        try:
-            config = preset(name)
-        except ValueError:
-            raise CheckpointError(
-                f"{path}: no stored hyper-parameters to rebuild the architecture from; pass a "
-                "preset, e.g. config='ffhq256_autoenc_latent'"
-            ) from None
     autoencoder, latent = split_official_state_dict(sd, use_ema=use_ema)
     if not autoencoder:
         raise CheckpointError(
             f"{path}: no '{'ema_model' if use_ema else 'model'}.*' weights; is this a classifier "
             "checkpoint? Load those with load_official_classifier()"
         )
-    if latent and config.latent_net is None:
-        # Enum fields are missing from stored hparams; the keys tell us a latent net exists.
+    if config is not None and official_fields:
         raise CheckpointError(
-            f"{path}: holds a latent DPM but its config does not describe one; pass a *_latent preset"
+            f"{path}: pass either config or official_fields, not both (official_fields "
+            "describe the model in the official TrainConfig's terms)"
+        )
+    if isinstance(config, str):
+        try:
+            config = preset(config)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+    znormalize = True
+    if config is None:
+        hparams = state.get("hyper_parameters")
+        hparams = dict(hparams) if isinstance(hparams, Mapping) else {}
+        if has_architecture({**hparams, **(official_fields or {})}):
+            try:
+                described = official_config(
+                    hparams,
+                    name=name,
+                    has_latent_weights=bool(latent),
+                    fields=official_fields,
+                )
+            except UnsupportedField as exc:
+                raise CheckpointError(f"{path}: {exc}") from None
+            config, znormalize = described.config, described.latent_znormalize
+        elif official_fields:
+            raise CheckpointError(
+                f"{path}: stores no hyper-parameters, so official_fields has nothing to "
+                "complete; state img_size, net_ch and net_ch_mult too, or pass a config"
+            )
+        else:
+            try:
+                config = preset(name)
+            except ValueError:
+                raise CheckpointError(
+                    f"{path}: no stored hyper-parameters to rebuild the architecture from; "
+                    "pass a preset, e.g. config='ffhq256_autoenc_latent'"
+                ) from None
+    if (
+        latent
+        and config.latent_net is None
+        and not (official_fields and official_fields.get("net_latent_net_type") is not None)
+    ):
+        raise CheckpointError(
+            f"{path}: holds a latent DPM but the given config does not describe one; pass a "
+            "*_latent preset"
         )
     if not latent and config.latent_net is not None:
         config = config.replace(latent_net=None)
+    if config.latent_net is None:
+        latent = {}
     z_mean = z_std = None
     if latent:
-        if "conds_mean" not in sd or "conds_std" not in sd:
-            raise CheckpointError(f"{path}: latent DPM without its conds_mean/conds_std statistics")
-        z_mean, z_std = sd["conds_mean"].reshape(-1).float(), sd["conds_std"].reshape(-1).float()
+        width = config.latent_net.num_channels
+        if znormalize:
+            if "conds_mean" not in sd or "conds_std" not in sd:
+                raise CheckpointError(
+                    f"{path}: latent DPM without its conds_mean/conds_std statistics "
+                    "(latent_znormalize=True needs them)"
+                )
+            z_mean = sd["conds_mean"].reshape(-1).float()
+            z_std = sd["conds_std"].reshape(-1).float()
+            if z_mean.numel() != width or z_std.numel() != width:
+                raise CheckpointError(
+                    f"{path}: conds_mean/conds_std hold {z_mean.numel()} values, the latent "
+                    f"DPM's codes are {width}-d"
+                )
+        else:
+            # latent_znormalize=False: the latent DPM models z_sem itself; identity stats
+            # make the de-normalisation exact (z * 1 + 0).
+            z_mean, z_std = torch.zeros(width), torch.ones(width)
+    _check_buildable(config, path)
     return OfficialWeights(
         config=config,
         autoencoder=autoencoder,
@@ -278,6 +256,21 @@ def load_official(
         z_std=z_std,
         global_step=state.get("global_step"),
     )
+
+
+def _check_buildable(config: ModelConfig, path: Path) -> None:
+    """Build the networks on the meta device: a config torch cannot build (say GroupNorm
+    widths that do not split into groups) becomes one line, not a stack trace."""
+    try:
+        with torch.device("meta"):
+            AutoencoderNet(config.autoencoder)
+            if config.latent_net is not None:
+                LatentNet(config.latent_net)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: the architecture its fields describe cannot be built: {first}"
+        ) from None
 
 
 def load_official_classifier(
@@ -289,13 +282,23 @@ def load_official_classifier(
     classifier's own conds_mean/conds_std, so that is the default.
     """
     path = Path(path)
-    sd = read_official(path)["state_dict"]
+    state = read_official(path)
+    sd = state["state_dict"]
     prefix = "ema_classifier." if use_ema else "classifier."
-    needed = [f"{prefix}weight", f"{prefix}bias", "conds_mean", "conds_std"]
+    hparams = state.get("hyper_parameters")
+    # manipulate_znormalize=False (not in any release): the classifier reads raw z_sem and
+    # the file has no statistics; identity ones make normalisation exact.
+    raw_z = isinstance(hparams, Mapping) and hparams.get("manipulate_znormalize") is False
+    needed = [f"{prefix}weight", f"{prefix}bias"] + ([] if raw_z else ["conds_mean", "conds_std"])
     missing = [k for k in needed if k not in sd]
     if missing:
         raise CheckpointError(f"{path}: not an attribute-classifier checkpoint, missing {missing}")
     weight = sd[f"{prefix}weight"].float()
+    if raw_z:
+        z_mean, z_std = torch.zeros(weight.shape[1]), torch.ones(weight.shape[1])
+    else:
+        z_mean = sd["conds_mean"].reshape(-1).float().clone()
+        z_std = sd["conds_std"].reshape(-1).float().clone()
     names = (
         CELEBA_ATTRIBUTES
         if weight.shape[0] == len(CELEBA_ATTRIBUTES)
@@ -306,8 +309,8 @@ def load_official_classifier(
             attribute_names=names,
             weight=weight.clone(),
             bias=sd[f"{prefix}bias"].float().clone(),
-            z_mean=sd["conds_mean"].reshape(-1).float().clone(),
-            z_std=sd["conds_std"].reshape(-1).float().clone(),
+            z_mean=z_mean,
+            z_std=z_std,
             source=f"official DiffAE classifier {path.name}",
         )
     except ClassifierError as exc:

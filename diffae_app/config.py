@@ -30,17 +30,28 @@ class AutoencoderConfig:
     model_channels: int = 128  # net_ch: channels at the first level
     channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)  # net_ch_mult (decoder UNet)
     num_res_blocks: int = 2  # net_num_res_blocks; the decoder uses one more per level
+    # net_num_input_res_blocks: ResBlocks per level on the UNet's input side (None: as
+    # num_res_blocks). The output side keeps num_res_blocks + 1 per level either way.
+    num_input_res_blocks: int | None = None
     attention_resolutions: tuple[int, ...] = (16,)  # net_attn, in pixels
     encoder_channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4, 4)  # net_enc_channel_mult
     encoder_num_res_blocks: int = 2  # net_enc_num_res_blocks
     encoder_attention_resolutions: tuple[int, ...] | None = None  # net_enc_attn; None: as decoder
     num_heads: int = 1  # net_beatgans_attn_head
+    # model_conf.num_head_channels: channels per attention head; -1 uses num_heads instead.
+    num_head_channels: int = -1
+    # model_conf.use_new_attention_order: False (every release) splits the qkv channels per
+    # head first ([q, k, v] inside each head); True splits q, k, v first, then heads.
+    new_attention_order: bool = False
     # Width of the time embedding MLP (net_beatgans_embed_channels). Separate from the z_sem
     # width: the official tiny reference checkpoints use 64 here and 512 for z_sem.
     time_embed_channels: int = 512
     z_sem_channels: int = 512  # style_ch: size of the semantic code and its ResBlock input
     dropout: float = 0.1
     resblock_updown: bool = True  # net_resblock_updown: resample inside ResBlocks
+    # model_conf.conv_resample: with resblock_updown False, resample with a 3x3 conv (True)
+    # or with parameter-free average pooling / nearest upsampling (False).
+    conv_resample: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", _tuple(self.channel_mult))
@@ -56,12 +67,30 @@ class AutoencoderConfig:
                 f"image_size {self.image_size} is not divisible by 2^{levels - 1}, "
                 f"which {levels} resolution levels need"
             )
+        if self.num_input_res_blocks is not None and self.num_input_res_blocks < 1:
+            raise ValueError(f"num_input_res_blocks must be >= 1, got {self.num_input_res_blocks}")
+        if self.num_head_channels == 0 or self.num_head_channels < -1:
+            raise ValueError(f"num_head_channels must be -1 or > 0, got {self.num_head_channels}")
+
+    @property
+    def input_res_blocks(self) -> int:
+        """ResBlocks per level on the UNet's input side."""
+        return self.num_input_res_blocks or self.num_res_blocks
+
+    def heads_for(self, channels: int) -> int:
+        """Attention heads at a width of `channels` (num_head_channels wins when set)."""
+        return channels // self.num_head_channels if self.num_head_channels > 0 else self.num_heads
 
     @property
     def encoder_attention(self) -> tuple[int, ...]:
         if self.encoder_attention_resolutions is None:
             return self.attention_resolutions
         return self.encoder_attention_resolutions
+
+
+# The official `Activation` enum's values (model/latentnet.py): none, relu, lrelu (slope
+# 0.2), silu, tanh.
+LATENT_ACTIVATIONS: tuple[str, ...] = ("none", "relu", "lrelu", "silu", "tanh")
 
 
 @dataclass(frozen=True)
@@ -79,21 +108,40 @@ class LatentNetConfig:
     condition_bias: float = 1.0  # net_latent_condition_bias: h * (bias + scale(t))
     time_emb_channels: int = 64  # net_latent_time_emb_channels
     dropout: float = 0.0  # net_latent_dropout
+    # net_latent_activation: of the time MLP, of each layer's time projection and of the
+    # hidden layers; one of LATENT_ACTIVATIONS. Not stored in official checkpoints.
+    activation: str = "silu"
+    last_act: str = "none"  # net_latent_net_last_act: applied to the net's output
+    num_time_layers: int = 2  # net_latent_num_time_layers: Linear layers of the time MLP
+    time_last_act: bool = False  # net_latent_time_last_act: activation after the time MLP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip_layers", _tuple(self.skip_layers))
         if self.num_layers < 2:
             raise ValueError("the latent net needs at least 2 layers")
+        if self.num_time_layers < 1:
+            raise ValueError("the latent net's time MLP needs at least 1 layer")
+        for name in ("activation", "last_act"):
+            if getattr(self, name) not in LATENT_ACTIVATIONS:
+                raise ValueError(
+                    f"latent net {name} must be one of {', '.join(LATENT_ACTIVATIONS)}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The training-time noise schedule; samplers respace it to `num_steps` at call time."""
 
-    num_timesteps: int = 1000  # T
+    num_timesteps: int = 1000  # T (the official latent DPM shares the image T)
     beta_schedule: str = "linear"  # 'linear' for images; the latent DPM uses 'const0.008'
     loss: str = "mse"  # eps-prediction loss: 'mse' (autoencoder) or 'l1' (latent DPM)
-    clip_denoised: bool = True  # clip predicted x_0 to [-1, 1] at every DDIM step (images)
+    # Clip predicted x_0 to [-1, 1] at every DDIM step: True for images; latent_clip_sample
+    # for the latent DPM (False in every release).
+    clip_denoised: bool = True
+    # beatgans_/latent_rescale_timesteps: the network sees t * 1000 / num_timesteps (a float)
+    # instead of the integer t. Makes a difference only when num_timesteps != 1000.
+    rescale_timesteps: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +220,7 @@ class ModelConfig:
 
 
 # Released-model presets. Numbers come from the official templates (see
-# ../shared/official/manifests/*.json `config_values`).
+# tests/data/official/manifests/*.json `config_values`).
 _FFHQ256 = AutoencoderConfig()
 _FFHQ128 = AutoencoderConfig(
     image_size=128,

@@ -20,8 +20,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -224,6 +225,7 @@ def convert_official(
     out_dir: str | os.PathLike,
     *,
     config: ModelConfig | str | None = None,
+    official_fields: Mapping[str, Any] | None = None,
     classifier: str | os.PathLike | bool | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -231,10 +233,12 @@ def convert_official(
 
     src: a checkpoint file or folder (see `find_official_checkpoints`). config: a
     ModelConfig or preset name, needed only when the checkpoint stores no hyper-parameters
-    and its folder is not named after a preset. classifier: an official classifier
-    checkpoint; None uses the `<base>_cls/last.ckpt` found next to the model in a
-    `checkpoints/` folder, False skips it. An existing non-empty `out_dir` is replaced only
-    with `overwrite=True`, and only when it is a bundle. Returns `out_dir`.
+    and its folder is not named after a preset. official_fields: official TrainConfig
+    fields the checkpoint does not store (or that override stored ones), e.g.
+    {'net_latent_activation': 'lrelu'}; see docs/OFFICIAL_FIELDS.md. classifier: an
+    official classifier checkpoint; None uses the `<base>_cls/last.ckpt` found next to the
+    model in a `checkpoints/` folder, False skips it. An existing non-empty `out_dir` is
+    replaced only with `overwrite=True`, and only when it is a bundle. Returns `out_dir`.
     Raises CheckpointError with a one-line message naming the file at fault.
     """
     out_dir = Path(out_dir)
@@ -258,7 +262,9 @@ def convert_official(
             raise CheckpointError(f"{out_dir}: exists and is not a bundle; refusing to replace it")
 
     # Memory-mapped; holds only the EMA tensors (the online weights are never touched).
-    weights = load_official(model_path, config=_resolve_config(config))
+    weights = load_official(
+        model_path, config=_resolve_config(config), official_fields=official_fields
+    )
     _check_shapes(weights, model_path)
     classifiers = {}
     if classifier_path is not None:
@@ -289,6 +295,21 @@ def convert_official(
     return out_dir
 
 
+def _parse_fields(items: Sequence[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs; VALUE as JSON (3, true, [1, 2], null) when it parses, else text."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise CheckpointError(f"--field {item!r}: expected NAME=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        fields[name.strip()] = value
+    return fields
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m diffae_app convert SRC OUT [...]`: exit code 0; on failure a one-line
     error on stderr and exit code 2 (bad checkpoint, arguments) or 1 (I/O error)."""
@@ -302,6 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out", help="bundle folder to write")
     parser.add_argument("--config", help="preset name, when the checkpoint does not tell")
+    parser.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an official TrainConfig field the checkpoint does not store, e.g. "
+        "net_latent_activation=lrelu (repeatable; VALUE is read as JSON when it parses, "
+        "else as text; see docs/OFFICIAL_FIELDS.md)",
+    )
     classifier = parser.add_mutually_exclusive_group()
     classifier.add_argument("--classifier", help="official attribute-classifier checkpoint")
     classifier.add_argument(
@@ -314,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.src,
             args.out,
             config=args.config,
+            official_fields=_parse_fields(args.field),
             classifier=False if args.no_classifier else args.classifier,
             overwrite=args.overwrite,
         )

@@ -34,7 +34,7 @@ from .checkpoints import (
 )
 from .classifier import AttributeClassifier
 from .config import ModelConfig, SamplerConfig
-from .diffusion import Schedule, ddim_invert, ddim_sample, make_schedule
+from .diffusion import Schedule, ddim_invert, ddim_sample, make_schedule, network_timesteps
 from .diffusion.ddim import StepCallback
 from .models import AutoencoderNet, LatentNet
 
@@ -147,12 +147,20 @@ class DiffAE:
         path: str | os.PathLike,
         *,
         config: ModelConfig | str | None = None,
+        official_fields: Mapping[str, object] | None = None,
         classifier: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         precision: str = "float32",
     ) -> DiffAE:
-        """Load an official Lightning `last.ckpt` (EMA weights), optionally with its classifier."""
-        weights = load_official(path, config=config)
+        """Load an official Lightning `last.ckpt` (EMA weights), optionally with its classifier.
+
+        The model is described by the checkpoint's stored TrainConfig fields.
+        `official_fields` states fields the file cannot store, or overrides stored ones, by
+        their official names, e.g. `{"net_latent_activation": "lrelu"}` (enum fields are
+        dropped from official checkpoints; docs/OFFICIAL_FIELDS.md lists them). `config`
+        (a ModelConfig or preset name) replaces the stored description altogether.
+        """
+        weights = load_official(path, config=config, official_fields=official_fields)
         classifiers = {}
         if classifier is not None:
             from .checkpoints import load_official_classifier
@@ -234,11 +242,15 @@ class DiffAE:
     def noise_predictor(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
         """The decoder as `(x_t, t, z_sem) -> eps`, float32 out, in this model's precision.
 
-        Projects t and z_sem in every ResBlock at every call; `render` and
-        `encode_stochastic` use `ddim_predictor`, which does that once per call.
+        t are steps of the training schedule (the network sees them rescaled when the config
+        says `rescale_timesteps`). Projects t and z_sem in every ResBlock at every call;
+        `render` and `encode_stochastic` use `ddim_predictor`, which does that once per call.
         """
 
+        d = self.config.diffusion
+
         def predict(x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
+            t = network_timesteps(t, d.num_timesteps, d.rescale_timesteps)
             return self.autoencoder(x_t, t, z_sem)
 
         return predict
@@ -257,7 +269,14 @@ class DiffAE:
         net = self.autoencoder
         z_sem_projections = net.prepare_z_sem(z_sem)
         timesteps = schedule.timesteps.tolist()
-        all_time = net.prepare_time(torch.tensor(timesteps, dtype=torch.int64, device=self.device))
+        d = self.config.diffusion
+        all_time = net.prepare_time(
+            network_timesteps(
+                torch.tensor(timesteps, dtype=torch.int64, device=self.device),
+                d.num_timesteps,
+                d.rescale_timesteps,
+            )
+        )
         row = {t: k for k, t in enumerate(timesteps)}
 
         def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -370,8 +389,11 @@ class DiffAE:
         *,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
-        """n semantic codes from the latent DPM, de-normalised, (n, 512) float32."""
+        """n semantic codes from the latent DPM, de-normalised, (n, 512) float32.
+
+        `callback` sees each DDIM step (its 'x' is the still normalised code)."""
         latent_net = self._require_latent()
         width = self.config.latent_net.num_channels
         if noise is None:
@@ -385,10 +407,13 @@ class DiffAE:
             d.beta_schedule, d.num_timesteps, T or self.config.default_latent_steps
         )
         z = ddim_sample(
-            lambda z_t, t: latent_net(z_t, t).float(),
+            lambda z_t, t: latent_net(
+                z_t, network_timesteps(t, d.num_timesteps, d.rescale_timesteps)
+            ).float(),
             noise.to(self.device, torch.float32),
             schedule,
             clip_denoised=d.clip_denoised,
+            callback=callback,
         )
         return self.denormalize_z(z)
 

@@ -3,9 +3,12 @@ the test module that uses them."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -13,21 +16,64 @@ import torch
 from diffae_app.config import AutoencoderConfig, LatentNetConfig, ModelConfig
 
 # --------------------------------------------------------------------------- core model
-# `official_dir`: facts and reference outputs of the official DiffAE release, read in place
-# from ../shared/official (relative to the repo root); never copied into the repo.
+# `official_dir`: facts and reference outputs of the official DiffAE release, kept in the
+# repository under tests/data/official (see its README.md for what produced them).
 # `tiny_config`: a factory of small random-weight configs for fast CPU tests.
 # `single_thread`: run a test with one torch thread (tiny models are faster that way, and
 # far faster on a busy machine); use via `pytestmark = pytest.mark.usefixtures(...)`.
+# `require_asset(reason)`: skip a test whose asset is missing, except under CI=true, where
+# a missing asset fails the test instead (a clean clone must run every check).
 
-OFFICIAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "official"
+OFFICIAL_DIR = Path(__file__).resolve().parent / "data" / "official"
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_asset(reason: str) -> NoReturn:
+    """Skip with `reason`, or fail under CI=true: there, a missing asset is a broken build."""
+    if running_in_ci():
+        pytest.fail(f"CI=true and a required asset is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def official_dir() -> Path:
-    """../shared/official: CHECKPOINT_FORMAT.md, manifests/, reference/ (tiny checkpoints)."""
-    if not (OFFICIAL_DIR / "reference").is_dir():
-        pytest.skip(f"official reference files not found at {OFFICIAL_DIR} (../shared absent)")
+    """tests/data/official: CHECKPOINT_FORMAT.md, manifests/, reference/, variants/."""
+    needed = ("reference", "manifests", "variants")
+    missing = [name for name in needed if not (OFFICIAL_DIR / name).is_dir()]
+    if missing:
+        require_asset(f"official reference data missing under {OFFICIAL_DIR}: {missing}")
     return OFFICIAL_DIR
+
+
+# --------------------------------------------------------------------------- browser tests
+# Under CI=true a test marked `browser` fails when Chromium or playwright is missing, instead
+# of skipping in the module's own fixture. This hook runs after the skipif markers are
+# evaluated (pytest's skipping plugin is tryfirst), so a test skipped on purpose (the README
+# screenshot) stays skipped, and before any fixture is set up (pytest's runner registers its
+# setup hook before conftest files).
+
+CHROMIUM = os.environ.get("DIFFAE_CHROMIUM", "/usr/bin/chromium")
+
+
+def browser_missing() -> str | None:
+    """Why the real-browser tests cannot run here, or None when they can."""
+    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
+        return f"chromium is not installed ({CHROMIUM}; apt-get install chromium chromium-driver)"
+    if importlib.util.find_spec("playwright") is None:
+        return (
+            "the playwright Python package is not installed (pip install -r requirements-test.txt)"
+        )
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("browser") is not None and running_in_ci():
+        reason = browser_missing()
+        if reason is not None:
+            pytest.fail(f"CI=true and the browser tests cannot run: {reason}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +196,8 @@ def studio_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
-    """assets/models/synthfaces64 (the bundled default model); skips while it is not built."""
+    """assets/models/synthfaces64 (the bundled default model); skips while it is not built
+    (fails under CI=true: the repository ships it)."""
     if not (BUNDLED_MODEL_DIR / "config.json").is_file():
-        pytest.skip(f"bundled model not built yet ({BUNDLED_MODEL_DIR} has no config.json)")
+        require_asset(f"bundled model not built yet ({BUNDLED_MODEL_DIR} has no config.json)")
     return BUNDLED_MODEL_DIR

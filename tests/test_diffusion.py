@@ -77,7 +77,19 @@ def test_beta_schedules() -> None:
     assert np.all(const == 0.008)
     assert np.prod(1 - const) == pytest.approx(0.992**1000)
     with pytest.raises(ValueError, match="unknown beta schedule"):
-        make_betas("cosine", 1000)
+        make_betas("quadratic", 1000)
+    # As the official get_named_beta_schedule: every schedule scales with 1000 / T, and
+    # 'cosine' is Nichol & Dhariwal's, betas capped at 0.999.
+    assert np.all(make_betas("const0.008", 500) == 2.0 * 0.008)
+    assert make_betas("linear", 500)[-1] == pytest.approx(0.04)
+    cosine = make_betas("cosine", 1000)
+    alpha_bar = np.cos((np.arange(1001) / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2
+    np.testing.assert_allclose(
+        cosine, np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], 0.999), rtol=1e-12
+    )
+    assert cosine[-1] == 0.999
+    with pytest.raises(ValueError, match="bad constant beta schedule"):
+        make_betas("const0.8", 500)
 
 
 def _oracle(x_0: torch.Tensor, schedule_full):

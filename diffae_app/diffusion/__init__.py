@@ -2,7 +2,7 @@
 
 from .ddim import ddim_invert, ddim_sample
 from .losses import eps_loss, p2_weights, q_sample, sample_timesteps
-from .schedule import Schedule, ddim_timesteps, make_betas, make_schedule
+from .schedule import Schedule, ddim_timesteps, make_betas, make_schedule, network_timesteps
 
 __all__ = [
     "Schedule",
@@ -12,6 +12,7 @@ __all__ = [
     "eps_loss",
     "make_betas",
     "make_schedule",
+    "network_timesteps",
     "p2_weights",
     "q_sample",
     "sample_timesteps",

@@ -1,13 +1,15 @@
 """Noise schedules and their DDIM respacing, as plain float64 tables.
 
 The released weights were trained with T = 1000 and evaluated on respaced schedules whose
-kept timesteps are exactly those of the official 'ddimN' spacing; the network always
-receives the *original* timestep index (no rescaling). Tables are float64 and are cast to
-float32 only when gathered, as the official sampler does.
+kept timesteps are exactly those of the official 'ddimN' spacing; the network receives the
+*original* timestep index (times 1000 / T only for configs with the official
+`rescale_timesteps`, see `network_timesteps`). Tables are float64 and are cast to float32
+only when gathered, as the official sampler does.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,24 +17,52 @@ import torch
 
 
 def make_betas(schedule: str, num_timesteps: int) -> np.ndarray:
-    """beta_t for t < num_timesteps, float64.
+    """beta_t for t < num_timesteps, float64, as the official `get_named_beta_schedule`.
 
-    'linear': DDPM's linspace(1e-4, 0.02) scaled to T (Ho et al. 2020).
-    'constX': a constant beta X for every step; the released latent DPMs use 'const0.008',
-    so alpha_bar at t=999 is 0.992^1000 ~ 3.3e-4.
+    'linear': DDPM's linspace(1e-4, 0.02) scaled by 1000 / T (Ho et al. 2020).
+    'cosine': Nichol & Dhariwal's alpha_bar(s) = cos((s + 0.008) / 1.008 * pi / 2)^2,
+    betas capped at 0.999.
+    'constX': a constant beta X * 1000 / T for every step; the released latent DPMs use
+    'const0.008' with T = 1000, so alpha_bar at t=999 is 0.992^1000 ~ 3.3e-4. (The official
+    code knows X in 0.01, 0.015, 0.008, 0.0065, 0.0055, 0.0045, 0.0035, 0.0025, 0.0015;
+    any other positive X is accepted here for our own models.)
     """
+    if num_timesteps < 1:
+        raise ValueError(f"the number of diffusion steps T must be >= 1, got {num_timesteps}")
+    scale = 1000 / num_timesteps
     if schedule == "linear":
-        scale = 1000 / num_timesteps
         return np.linspace(scale * 0.0001, scale * 0.02, num_timesteps, dtype=np.float64)
+    if schedule == "cosine":
+
+        def alpha_bar(s: float) -> float:
+            return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        return np.array(
+            [
+                min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999)
+                for i in range(num_timesteps)
+            ],
+            dtype=np.float64,
+        )
     if schedule.startswith("const"):
         try:
             value = float(schedule[len("const") :])
         except ValueError:
+            value = float("nan")
+        if not 0 < value * scale <= 1:
             raise ValueError(
-                f"bad constant beta schedule {schedule!r}; e.g. 'const0.008'"
-            ) from None
-        return np.full(num_timesteps, value, dtype=np.float64)
-    raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear' or 'constX'")
+                f"bad constant beta schedule {schedule!r} for T={num_timesteps}; e.g. 'const0.008'"
+            )
+        return np.array([scale * value] * num_timesteps, dtype=np.float64)
+    raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear', 'cosine' or 'constX'")
+
+
+def network_timesteps(t: torch.Tensor, num_timesteps: int, rescale: bool) -> torch.Tensor:
+    """What the network is given for training-schedule steps t: t itself, or with the
+    official `rescale_timesteps` t * 1000 / T as float32 (its `_WrappedModel`)."""
+    if not rescale:
+        return t
+    return t.float() * (1000.0 / num_timesteps)
 
 
 def ddim_timesteps(

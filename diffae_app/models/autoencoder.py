@@ -13,7 +13,15 @@ import torch
 from torch import nn
 
 from ..config import AutoencoderConfig
-from .blocks import AttentionBlock, CondSequential, ResBlock, normalization, timestep_embedding
+from .blocks import (
+    AttentionBlock,
+    CondSequential,
+    Downsample,
+    ResBlock,
+    Upsample,
+    normalization,
+    timestep_embedding,
+)
 
 
 class SemanticEncoder(nn.Module):
@@ -35,7 +43,7 @@ class SemanticEncoder(nn.Module):
                 layers: list[nn.Module] = [ResBlock(ch, base * mult, dropout=config.dropout)]
                 ch = base * mult
                 if resolution in config.encoder_attention:
-                    layers.append(AttentionBlock(ch, config.num_heads))
+                    layers.append(_attention(config, ch))
                 blocks.append(CondSequential(*layers))
             if level != last_level:
                 resolution //= 2
@@ -45,7 +53,7 @@ class SemanticEncoder(nn.Module):
         self.input_blocks = nn.ModuleList(blocks)
         self.middle_block = CondSequential(
             ResBlock(ch, dropout=config.dropout),
-            AttentionBlock(ch, config.num_heads),
+            _attention(config, ch),
             ResBlock(ch, dropout=config.dropout),
         )
         self.out = nn.Sequential(
@@ -64,11 +72,19 @@ class SemanticEncoder(nn.Module):
         return self.out(self.middle_block(h)).float()
 
 
+def _attention(config: AutoencoderConfig, ch: int) -> AttentionBlock:
+    return AttentionBlock(ch, config.heads_for(ch), new_order=config.new_attention_order)
+
+
 def _resample_block(
     config: AutoencoderConfig, ch: int, mode: str, *, conditioned: bool
 ) -> nn.Module:
+    """Between levels: a ResBlock that resamples (resblock_updown, every release) or a plain
+    Downsample / Upsample layer."""
     if not config.resblock_updown:
-        raise ValueError("only resblock_updown=True (the released models' setting) is supported")
+        if mode == "down":
+            return Downsample(ch, config.conv_resample)
+        return Upsample(ch, config.conv_resample)
     if conditioned:
         return ResBlock(
             ch,
@@ -115,13 +131,13 @@ class AutoencoderNet(nn.Module):
         resolution = config.image_size
         last_level = len(config.channel_mult) - 1
         for level, mult in enumerate(config.channel_mult):
-            for _ in range(config.num_res_blocks):
+            for _ in range(config.input_res_blocks):
                 layers: list[nn.Module] = [
                     ResBlock(ch, base * mult, dropout=config.dropout, **cond)
                 ]
                 ch = base * mult
                 if resolution in config.attention_resolutions:
-                    layers.append(AttentionBlock(ch, config.num_heads))
+                    layers.append(_attention(config, ch))
                 blocks.append(CondSequential(*layers))
                 skip_channels[level].append(ch)
             if level != last_level:
@@ -133,7 +149,7 @@ class AutoencoderNet(nn.Module):
 
         self.middle_block = CondSequential(
             ResBlock(ch, dropout=config.dropout, **cond),
-            AttentionBlock(ch, config.num_heads),
+            _attention(config, ch),
             ResBlock(ch, dropout=config.dropout, **cond),
         )
 
@@ -141,6 +157,9 @@ class AutoencoderNet(nn.Module):
         self.output_blocks_per_level: list[int] = []
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.num_res_blocks + 1):
+                # Laterals are taken from the end of the level's list; when the input side
+                # has more blocks, its first ones are never used, when it has fewer, the
+                # last output blocks of the level get none (as in the official UNet).
                 lateral = skip_channels[level].pop() if skip_channels[level] else 0
                 layers = [
                     ResBlock(
@@ -149,7 +168,7 @@ class AutoencoderNet(nn.Module):
                 ]
                 ch = base * mult
                 if resolution in config.attention_resolutions:
-                    layers.append(AttentionBlock(ch, config.num_heads))
+                    layers.append(_attention(config, ch))
                 if level and i == config.num_res_blocks:
                     resolution *= 2
                     layers.append(_resample_block(config, ch, "up", conditioned=True))

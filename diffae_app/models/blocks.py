@@ -185,15 +185,18 @@ class ResBlock(nn.Module):
 class AttentionBlock(nn.Module):
     """Spatial self-attention with a 1x1 qkv projection (single or multi-head).
 
-    Channel layout of `qkv` per head is [q, k, v] (the released 'legacy' order). Uses
-    scaled_dot_product_attention, which computes the same softmax(q k^T / sqrt(d)) v.
+    Channel layout of `qkv`: with the legacy order (every release) the channels are grouped
+    by head first, [q, k, v] inside each head; with `new_order` they are [q | k | v], each
+    then split into heads. Uses scaled_dot_product_attention, which computes the same
+    softmax(q k^T / sqrt(d)) v.
     """
 
-    def __init__(self, channels: int, num_heads: int = 1) -> None:
+    def __init__(self, channels: int, num_heads: int = 1, *, new_order: bool = False) -> None:
         super().__init__()
-        if channels % num_heads:
+        if num_heads < 1 or channels % num_heads:
             raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
         self.num_heads = num_heads
+        self.new_order = new_order
         self.norm = normalization(channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj_out = nn.Conv1d(channels, channels, 1)
@@ -203,11 +206,48 @@ class AttentionBlock(nn.Module):
         flat = x.reshape(b, c, height * width)
         qkv = self.qkv(self.norm(flat))
         head_ch = c // self.num_heads
-        # (B*heads, 3*head_ch, L) -> three (B, heads, L, head_ch) tensors.
-        q, k, v = qkv.reshape(b, self.num_heads, 3 * head_ch, -1).transpose(2, 3).split(head_ch, -1)
+        if self.new_order:
+            # [q | k | v], each (B, heads*head_ch, L) -> (B, heads, L, head_ch).
+            q, k, v = (
+                part.reshape(b, self.num_heads, head_ch, -1).transpose(2, 3)
+                for part in qkv.chunk(3, dim=1)
+            )
+        else:
+            # (B*heads, 3*head_ch, L) -> three (B, heads, L, head_ch) tensors.
+            q, k, v = (
+                qkv.reshape(b, self.num_heads, 3 * head_ch, -1).transpose(2, 3).split(head_ch, -1)
+            )
         a = F.scaled_dot_product_attention(q, k, v)
         a = a.transpose(2, 3).reshape(b, c, -1)
         return (flat + self.proj_out(a)).reshape(b, c, height, width)
+
+
+class Downsample(nn.Module):
+    """Halves the resolution between levels when ResBlocks do not resample themselves
+    (official `resblock_updown=False`): a 3x3 stride-2 conv named `op` (`use_conv`), or a
+    parameter-free 2x2 average pool."""
+
+    def __init__(self, channels: int, use_conv: bool) -> None:
+        super().__init__()
+        self.op = (
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+            if use_conv
+            else nn.AvgPool2d(kernel_size=2, stride=2)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour 2x upsampling, then a 3x3 conv named `conv` when `use_conv`."""
+
+    def __init__(self, channels: int, use_conv: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1) if use_conv else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class CondSequential(nn.Sequential):

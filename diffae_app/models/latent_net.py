@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import LatentNetConfig
 from .blocks import timestep_embedding
 
 
+def activation(name: str) -> nn.Module:
+    """The official `Activation` enum as a module (no parameters, so no state_dict keys)."""
+    modules = {
+        "none": nn.Identity,
+        "relu": nn.ReLU,
+        "lrelu": lambda: nn.LeakyReLU(negative_slope=0.2),
+        "silu": nn.SiLU,
+        "tanh": nn.Tanh,
+    }
+    if name not in modules:
+        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(modules)}")
+    return modules[name]()
+
+
 class LatentLayer(nn.Module):
-    """Linear -> h * (condition_bias + Linear(SiLU(t_emb))) -> LayerNorm -> SiLU.
+    """Linear -> h * (condition_bias + Linear(act(t_emb))) -> LayerNorm -> act -> dropout.
 
     The last layer of the net is a plain Linear (no time modulation, norm or activation).
     The released checkpoints also store `linear_emb` under the alias `cond_layers.1`; the
@@ -28,11 +41,15 @@ class LatentLayer(nn.Module):
         use_norm: bool,
         condition_bias: float,
         dropout: float,
+        act: str = "silu",
     ) -> None:
         super().__init__()
         self.conditioned = conditioned
         self.condition_bias = condition_bias
         self.linear = nn.Linear(in_channels, out_channels)
+        # The official layer applies the same activation to its output and, before
+        # `linear_emb`, to the time embedding; the last layer has none of either.
+        self.act = activation(act if conditioned else "none")
         if conditioned:
             self.linear_emb = nn.Linear(time_channels, out_channels)
         self.norm = nn.LayerNorm(out_channels) if use_norm and conditioned else nn.Identity()
@@ -42,8 +59,8 @@ class LatentLayer(nn.Module):
         h = self.linear(x)
         if not self.conditioned:
             return h
-        h = h * (self.condition_bias + self.linear_emb(F.silu(time_emb)))
-        return self.dropout(F.silu(self.norm(h)))
+        h = h * (self.condition_bias + self.linear_emb(self.act(time_emb)))
+        return self.dropout(self.act(self.norm(h)))
 
 
 class LatentNet(nn.Module):
@@ -53,9 +70,14 @@ class LatentNet(nn.Module):
         super().__init__()
         self.config = config
         c, hid = config.num_channels, config.num_hid_channels
-        self.time_embed = nn.Sequential(
-            nn.Linear(config.time_emb_channels, c), nn.SiLU(), nn.Linear(c, c)
-        )
+        # num_time_layers Linears (keys time_embed.0, .2, .4, ...) with the activation between
+        # them, and after the last one only when time_last_act.
+        time_layers: list[nn.Module] = []
+        for i in range(config.num_time_layers):
+            time_layers.append(nn.Linear(config.time_emb_channels if i == 0 else c, c))
+            if i < config.num_time_layers - 1 or config.time_last_act:
+                time_layers.append(activation(config.activation))
+        self.time_embed = nn.Sequential(*time_layers)
         layers = []
         for i in range(config.num_layers):
             last = i == config.num_layers - 1
@@ -71,9 +93,11 @@ class LatentNet(nn.Module):
                     use_norm=config.use_norm,
                     condition_bias=config.condition_bias,
                     dropout=0.0 if last else config.dropout,
+                    act=config.activation,
                 )
             )
         self.layers = nn.ModuleList(layers)
+        self.last_act = activation(config.last_act)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         time_emb = self.time_embed(timestep_embedding(t, self.config.time_emb_channels))
@@ -82,4 +106,4 @@ class LatentNet(nn.Module):
             if i in self.config.skip_layers:
                 h = torch.cat([h, z_t], dim=1)
             h = layer(h, time_emb)
-        return h
+        return self.last_act(h)
