@@ -32,7 +32,7 @@ from .handlers import MODES, STRENGTH_RANGE, STRENGTH_STEP, Handlers
 from .layout import CSS, GROUP_TITLES, GROUPS, SEARCH_JS, SliderBank, attribute_label
 from .models import ModelRegistry, describe
 from .runtime import Settings, gpu
-from .state import delete_outputs
+from .state import UserState, delete_outputs
 
 TITLE = "DiffAE Studio"
 IMAGE_TYPES = ["image"]
@@ -67,10 +67,15 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
         def fresh_state() -> Any:  # a function (deep-copied as itself), called per session
             return handlers.new_state()
 
+        def forget(state: Any) -> None:  # the session expired: drop all of it
+            delete_outputs(state)
+            if isinstance(state, UserState):
+                models.release(state.uid)
+
         c["state"] = gr.State(
             fresh_state,
             time_to_live=settings.session_ttl,
-            delete_callback=delete_outputs,
+            delete_callback=forget,
         )
         gr.Markdown(f"# {TITLE}\nEdit faces with Diffusion Autoencoders: upload, slide, download.")
         c["header"] = gr.Markdown(
@@ -83,7 +88,9 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
                     value=models.default_spec,
                     allow_custom_value=models.allow_custom,
                     label="Model: 'default' (bundled), a bundle folder, an official checkpoints "
-                    "folder or .ckpt, or a Hub repo id",
+                    "folder or .ckpt, or a Hub repo id"
+                    if models.allow_custom
+                    else "Model (the models this server offers)",
                     elem_id="model-choice",
                     scale=4,
                 )
