@@ -24,6 +24,7 @@ endpoints and "send to Edit" samples reproduce their single renders exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,7 +51,7 @@ from .align import (
 )
 from .checkpoints import CheckpointError
 from .classifier import AttributeClassifier, ClassifierError
-from .diffae import PRECISIONS, DiffAE
+from .diffae import PRECISIONS, DiffAE, _stored_dtypes
 from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, slerp
 from .editing import solve_target_strengths as _solve_targets
 from .encoding_cache import EncodingCache
@@ -79,6 +80,7 @@ __all__ = [
     "MIN_RELATIVE_FACE_SCORE",
     "Studio",
     "choose_device",
+    "fit_fingerprint",
     "grid",
     "model_fingerprint",
     "usable_faces",
@@ -150,6 +152,30 @@ def model_fingerprint(model: DiffAE) -> str:
             sample = flat[::step].to("cpu", torch.float32).contiguous().numpy()
             digest.update(f"{prefix}.{name}{tuple(tensor.shape)}".encode())
             digest.update(sample.tobytes())
+    return digest.hexdigest()[:12]
+
+
+def fit_fingerprint(model: DiffAE) -> str:
+    """12 hex digits naming the weights an attribute classifier is fitted to, equal at every
+    precision (unlike :func:`model_fingerprint`, which sees bfloat16 rounding).
+
+    Hashes the config, every tensor's name and shape, and sampled values of the tensors kept
+    float32 in every precision: the latent DPM and, in the autoencoder, the normalisation
+    layers and the output layer, which any retraining or fine-tuning moves. Stored in
+    classifier artefacts so an app lists only the ones that fit its model.
+    """
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    modules = [("autoencoder", model.autoencoder)]
+    if model.latent_net is not None:
+        modules.append(("latent_net", model.latent_net))
+    for prefix, module in modules:
+        kept = _stored_dtypes(module, torch.bfloat16)
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{prefix}.{name}{tuple(tensor.shape)}".encode())
+            if prefix == "latent_net" or kept.get(name) == torch.float32:
+                flat = tensor.detach().reshape(-1)
+                step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+                digest.update(flat[::step].to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -287,6 +313,8 @@ class Studio:
         self.model = model
         self.model_id = model_id or model.config.name
         self.model_revision = model_fingerprint(model)
+        # Which standalone classifier artefacts (classifiers/) fit this model.
+        self.fit_fingerprint = fit_fingerprint(model)
         self.classifier = self._pick_classifier(model.classifiers, classifier)
         self._detector_spec = detector
         self._detector: LandmarkDetector | None = None if isinstance(detector, str) else detector
@@ -915,8 +943,9 @@ class Studio:
         direction is fitted in the slider set's normalised space (the classifier's statistics,
         else the latent DPM's), so its strengths mean the same as the other sliders'. Pass the
         result to :meth:`render` in ``custom_attributes``; save it with ``.save(path)``
-        (e.g. into a bundle's ``classifiers/``) and load it with
-        ``AttributeClassifier.load(path)``.
+        (the repository's ``classifiers/`` folder, or a bundle's) and load it with
+        ``AttributeClassifier.load(path)``. It records :attr:`fit_fingerprint`, so apps list
+        it only for this model.
 
         Raises:
             EditError: too few examples or a bad name. ClassifierError: the name is taken.
@@ -932,13 +961,14 @@ class Studio:
             z_mean, z_std = self.model.z_mean.cpu(), self.model.z_std.cpu()
         else:
             z_mean, z_std = torch.zeros(width), torch.ones(width)
-        return fit_custom_attribute(
+        fitted = fit_custom_attribute(
             self.semantic_codes(positive, aligned=aligned),
             self.semantic_codes(negative, aligned=aligned),
             name,
             z_mean=z_mean,
             z_std=z_std,
         )
+        return dataclasses.replace(fitted, model_fingerprint=self.fit_fingerprint)
 
     # ------------------------------------------------------------------ recipes
 
