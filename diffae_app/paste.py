@@ -182,6 +182,7 @@ def compose(
     aligned: AlignedFace | None,
     edited: torch.Tensor,
     reference: torch.Tensor | None,
+    rendered: Image.Image,
     *,
     mode: str,
     feather: float = 0.1,
@@ -193,6 +194,7 @@ def compose(
         aligned: the photo's alignment, or None when ``photo`` is the aligned face itself.
         edited: the edited render, (1, 3, S, S) in [0, 1].
         reference: the unedited render from the same x_T (needed by ``"change"``).
+        rendered: ``edited`` as an 8-bit image (the model's crop).
         mode: one of :data:`PASTE_MODES`.
         feather: paste-back fade (fraction of the crop side).
 
@@ -202,10 +204,7 @@ def compose(
         model's render in ``"render"`` mode, the edited photo's own-resolution crop in
         ``"change"`` mode.
     """
-    from .imaging import tensor_to_image
-
     mode = check_paste_mode(mode)
-    rendered = tensor_to_image(edited.detach().cpu()[0] * 2.0 - 1.0)
     mask = paste_mask(aligned, feather=feather) if aligned is not None else None
     if mode == "render":
         if aligned is not None:

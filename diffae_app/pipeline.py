@@ -697,7 +697,9 @@ class Studio:
         need_reference = reference is None and (unedited or paste == "change")
         steps = _Progress(progress, T_render * max(1, int(need_reference) + int(not unedited)))
         if need_reference:
-            reference = self._reference(session, T_render, steps)
+            # Unedited, it is the render itself; otherwise the reconstruction "change" needs.
+            message = "rendering" if unedited else "reconstructing (once per face)"
+            reference = self._reference(session, T_render, steps.ddim(message))
         if unedited:
             images = reference
         else:
@@ -714,7 +716,7 @@ class Studio:
 
         aligned = session.aligned if session.kind == "photo" else None
         photo, mask, face_crop = compose(
-            session.photo, aligned, images, reference, mode=paste, feather=feather
+            session.photo, aligned, images, reference, crop, mode=paste, feather=feather
         )
 
         names = sliders.attribute_names if sliders is not None else ()
@@ -754,11 +756,13 @@ class Studio:
         with self._references_lock:
             return self._references.get(session, {}).get(T_render)
 
-    def _reference(self, session: Session, T_render: int, steps: _Progress) -> torch.Tensor:
+    def _reference(
+        self, session: Session, T_render: int, callback: Callable[[dict[str, Any]], None] | None
+    ) -> torch.Tensor:
         """The unedited render (1, 3, S, S) in [0, 1] from the session's x_T, cached."""
         with torch.inference_mode():
             reference = self.model.render(
-                session.x_T, session.z_sem, T_render, callback=steps.ddim("reconstructing")
+                session.x_T, session.z_sem, T_render, callback=callback
             ).cpu()
         with self._references_lock:
             self._references.setdefault(session, {})[T_render] = reference
