@@ -2,6 +2,7 @@
 
     python -m diffae_app edit photo.jpg --set Smiling=0.3 --set Eyeglasses=0.2 --lock Male \\
         --out edited.png                 # writes edited.png (full photo) + edited_crop.png
+                                         # (--paste render: the model's whole face, not the change)
     python -m diffae_app attributes photo.jpg
     python -m diffae_app interpolate a.jpg b.jpg --frames 8 --out morph.gif
     python -m diffae_app sample -n 8 --seed 1 --out samples.png
