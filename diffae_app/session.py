@@ -123,7 +123,8 @@ class Session:
     Attributes:
         kind: "photo" (detected and aligned in a photo), "aligned" (an already-aligned crop),
             "sample" (drawn from the latent DPM) or "imported" (from an exported encoding).
-        photo: the upright RGB photo edits are pasted back into; for other kinds, the crop.
+        photo: the upright RGB photo edits are pasted back into; for "aligned", the input
+            picture at its own size (edits are upsampled to it); for the other kinds, the crop.
         photo_hash: sha256 hex of the photo's size and RGB pixels (identity for caching).
         face_index: which detected face (best first), 0 for the other kinds.
         num_faces: faces found in the photo (1 for the other kinds).
