@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
 from diffae_app.imaging import load_image
+from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.pipeline import write_gif, write_strip
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
@@ -447,6 +448,7 @@ class Handlers:
         T_render: int,
         seed: int | None,
         progress: Any = None,
+        paste: str = DEFAULT_PASTE,
     ) -> Any:
         with user_errors("rendering the edit"):
             return studio.render(
@@ -457,15 +459,16 @@ class Handlers:
                 T_render=T_render,
                 seed=seed,
                 custom_attributes=state.custom,
+                paste=paste or DEFAULT_PASTE,
                 progress=_progress_callback(progress) if progress is not None else None,
             )
 
     def write_result(self, state: UserState, result: Any) -> dict[str, str]:
-        """Files of one render: full photo PNG, aligned crop PNG, recipe JSON."""
+        """Files of one render: full photo PNG, aligned crop PNG, recipe JSON (as pasted)."""
         folder = state.output_dir("edit")
         return {
             "png": _save_png(result.photo, folder / "edited.png", fast=True),
-            "crop": _save_png(result.crop, folder / "edited-crop.png"),
+            "crop": _save_png(result.face_crop, folder / "edited-crop.png"),
             "recipe": _write_text(folder / "recipe.json", result.recipe.to_json()),
         }
 
@@ -478,8 +481,14 @@ class Handlers:
         locks: Sequence[str],
         values: Sequence[float | None],
         progress: Any = None,
+        *,
+        paste: str = DEFAULT_PASTE,
     ) -> Iterator[Outputs]:
-        """Slider release / number box / Render button: a quick preview, then the final render."""
+        """Slider release / number box / Render button: a quick preview, then the final render.
+
+        ``paste`` ("change" or "render") decides the edited face shown, the before/after photo
+        and both downloads.
+        """
         state = self._state(state)
         if state.session is None:
             raise gr.Error(
@@ -493,21 +502,21 @@ class Handlers:
         preview_steps = QUALITY_PRESETS[PREVIEW].T_render
         if preset.T_render > preview_steps:
             quick = self._render(
-                studio, state, strengths, targets, locks, preview_steps, seed_value
+                studio, state, strengths, targets, locks, preview_steps, seed_value, paste=paste
             )
             yield {
-                "edited_crop": quick.crop,
+                "edited_crop": quick.face_crop,
                 "chart": probability_chart_html(
                     before, dict(quick.probabilities_after), highlight=moved
                 ),
                 "status": f"Preview ({preview_steps} steps); rendering the final image…",
             }
         result = self._render(
-            studio, state, strengths, targets, locks, preset.T_render, seed_value, progress
+            studio, state, strengths, targets, locks, preset.T_render, seed_value, progress, paste
         )
         files = self.write_result(state, result)
         yield {
-            "edited_crop": result.crop,
+            "edited_crop": result.face_crop,
             "compare": (_original(state), files["png"]),
             "chart": probability_chart_html(
                 before, dict(result.probabilities_after), highlight=moved
@@ -783,6 +792,8 @@ class Handlers:
         seed: float | None,
         state: UserState,
         progress: Any = None,
+        *,
+        paste: str | None = DEFAULT_PASTE,
     ) -> Outputs:
         """/edit: render an edit of this client's encoded face (full photo and crop)."""
         state = self._state(state)
@@ -805,10 +816,11 @@ class Handlers:
             _preset(quality).T_render,
             seed_value,
             progress,
+            paste,
         )
         files = self.write_result(state, result)
         return {
-            "api_edited_crop": result.crop,
+            "api_edited_crop": result.face_crop,
             "api_edited_photo": files["png"],
             "api_result": {
                 "strengths": dict(result.strengths),
@@ -816,6 +828,7 @@ class Handlers:
                 "probabilities_after": dict(result.probabilities_after),
                 "recipe": result.recipe.to_dict(),
                 "photo_size": list(result.photo.size),
+                "paste": result.paste,
             },
         }
 
