@@ -20,7 +20,6 @@ from diffae_app.config import preset
 from diffae_app.data.synthfaces import write_image_folder
 from diffae_app.training.attributes import read_label_csv
 from diffae_app.training.latents import LatentCodes, latent_stats, save_latents
-from diffae_app.training.runs import ema_initial_share
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -194,6 +193,8 @@ def test_resuming_a_latent_run_with_another_mlp_is_one_line(
 
 
 def test_ema_initial_share_is_the_product_of_the_decays() -> None:
+    from diffae_app.training.runs import ema_initial_share
+
     assert ema_initial_share(60, 0.9999, warmup=False) == pytest.approx(0.9999**60)
     assert ema_initial_share(60, 0.9999, warmup=True) < 1e-6
     assert ema_initial_share(3, 0.9999, warmup=True) == pytest.approx(1 / 10 * 2 / 11 * 3 / 12)

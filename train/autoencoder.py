@@ -319,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, ExportError, TrainingStateError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if summary.get("recon_psnr_T20") is not None:
+        print(
+            "reconstruction of 8 training images (EMA weights, 20 DDIM steps): "
+            f"{summary['recon_psnr_T20']:.1f} dB"
+        )
     if summary.get("export"):
         print(f"exported {summary['export']}")
     return 0
