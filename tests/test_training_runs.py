@@ -343,6 +343,16 @@ def test_missing_training_extras_name_the_requirements_file(
         assert "pip install -r requirements-train.txt" in line
 
 
+def test_lmdb_data_without_lmdb_names_the_requirements_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffae_app.training.data import DatasetError, open_dataset
+
+    monkeypatch.setitem(sys.modules, "lmdb", None)
+    with pytest.raises(DatasetError, match=r"pip install -r requirements-train\.txt"):
+        open_dataset(f"lmdb:{tmp_path}", 32)
+
+
 # --------------------------------------------------------------------------- 9. SynthFaces data
 
 
