@@ -36,7 +36,9 @@ from .session import EditError
 
 __all__ = [
     "MIN_CUSTOM_EXAMPLES",
+    "TARGET_LANDING",
     "attribute_directions",
+    "corrected_targets",
     "edit_step",
     "edit_z_sem",
     "fit_custom_attribute",
@@ -51,6 +53,10 @@ __all__ = [
 
 #: Fewest positive (and fewest negative) examples :func:`fit_custom_attribute` accepts.
 MIN_CUSTOM_EXAMPLES = 2
+
+#: A target counts as reached when the probability measured on the rendered result is this
+#: close to it; farther, the render takes one corrective step (:func:`corrected_targets`).
+TARGET_LANDING = 0.1
 
 # Targets are solved in logit space; a probability of exactly 0 or 1 is an infinite logit.
 _MIN_TARGET = 1e-4
@@ -312,6 +318,40 @@ def solve_target_strength(
         z_sem, classifier, {name: target_probability}, strengths=strengths, locks=locks
     )
     return solved[name]
+
+
+def corrected_targets(
+    targets: Mapping[str, float], measured: Mapping[str, float]
+) -> dict[str, float]:
+    """Targets for one corrective step after a render missed them.
+
+    The solver places the *code* at each target, but the decoder and the encoder together do
+    not carry every direction through (the re-encoded render lands elsewhere). Assuming the
+    render follows the code with unit gain in logit space, asking for ``target + (target -
+    measured)`` closes the measured gap: a secant step on the measured miss.
+
+    Args:
+        targets: attribute -> wanted probability (what the first solve asked for).
+        measured: attribute -> probability measured on the rendered result.
+
+    Returns:
+        Attribute -> probability to ask for instead, kept inside the solver's range.
+    """
+    out = {}
+    for name, target in targets.items():
+        wanted, got = _logit(float(target)), _logit(float(measured.get(name, target)))
+        out[name] = _sigmoid(2.0 * wanted - got)
+    return out
+
+
+def _logit(probability: float) -> float:
+    p = min(max(probability, _MIN_TARGET), 1 - _MIN_TARGET)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(logit: float) -> float:
+    p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+    return min(max(p, _MIN_TARGET), 1 - _MIN_TARGET)
 
 
 # --------------------------------------------------------------------------- interpolation

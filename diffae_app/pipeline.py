@@ -51,9 +51,18 @@ from .align import (
 from .checkpoints import CheckpointError
 from .classifier import AttributeClassifier, ClassifierError
 from .diffae import PRECISIONS, DiffAE
-from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, slerp
+from .editing import (
+    TARGET_LANDING,
+    corrected_targets,
+    edit_z_sem,
+    fit_custom_attribute,
+    lerp,
+    merge_classifiers,
+    slerp,
+)
 from .editing import solve_target_strengths as _solve_targets
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
+from .precision import MIN_BF16_PSNR_DB, PrecisionChoice, fidelity_db, native_bf16
 from .session import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -189,6 +198,11 @@ def _to_image(images: torch.Tensor) -> Image.Image:
     return tensor_to_image(images[0] * 2.0 - 1.0)
 
 
+def _target_miss(targets: Mapping[str, float], measured: Mapping[str, float]) -> float:
+    """Largest distance between a target probability and the measured one."""
+    return max(abs(float(p) - measured.get(name, float(p))) for name, p in targets.items())
+
+
 def _check_steps(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise StudioError(f"{name} must be a positive whole number of steps, got {value!r}")
@@ -287,6 +301,27 @@ def _load_model(
     return model, model_id
 
 
+def _load_auto_precision(
+    spec: str | os.PathLike, *, revision: str | None, device: torch.device
+) -> tuple[DiffAE, str, PrecisionChoice]:
+    """Load in float32, and in bf16 where the hardware has it; keep bf16 if it is faithful."""
+    model, model_id = _load_model(spec, revision=revision, device=device, precision="float32")
+    hardware = native_bf16(device)
+    if hardware is None:
+        return model, model_id, PrecisionChoice("float32", f"float32: no native bf16 on {device}")
+    fast, _ = _load_model(spec, revision=revision, device=device, precision="bfloat16")
+    agreement = fidelity_db(model, fast)
+    if agreement >= MIN_BF16_PSNR_DB:
+        reason = f"bfloat16: {hardware} runs it natively; renders agree with float32 at "
+        return fast, model_id, PrecisionChoice("bfloat16", f"{reason}{agreement:.1f} dB", agreement)
+    reason = f"float32: bf16 renders agree with float32 at only {agreement:.1f} dB"
+    return (
+        model,
+        model_id,
+        PrecisionChoice("float32", f"{reason} (< {MIN_BF16_PSNR_DB:g})", agreement),
+    )
+
+
 # --------------------------------------------------------------------------- the facade
 
 
@@ -325,6 +360,8 @@ class Studio:
         self._detector_lock = threading.Lock()
         self._sessions = _LRU(cache_size)
         self._faces = _LRU(cache_size)
+        #: How ``precision="auto"`` chose (None when the precision was given).
+        self.precision_choice: PrecisionChoice | None = None
 
     @classmethod
     def load(
@@ -347,27 +384,38 @@ class Studio:
                 folder (its ``*_cls`` classifier is picked up when present).
             revision: Hub revision (branch, tag or commit) for repo ids.
             device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps".
-            precision: "float32", "bfloat16" or "float16" (autocast; weights stay float32).
+            precision: "float32", "bfloat16", "float16", or "auto": bf16 where the hardware
+                runs it natively and its renders agree with float32's to 40 dB, measured now
+                (see :mod:`diffae_app.precision`; :attr:`precision_choice` says why).
             detector, classifier, cache_size: see :class:`Studio`.
 
         Raises:
             CheckpointError: the model cannot be found or read.
             StudioError: bad device or precision.
         """
-        if precision not in PRECISIONS:
+        if precision not in (*PRECISIONS, "auto"):
             raise StudioError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+                f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
-        model, model_id = _load_model(
-            model_spec, revision=revision, device=choose_device(device), precision=precision
-        )
-        return cls(
+        chosen_device = choose_device(device)
+        choice = None
+        if precision == "auto":
+            model, model_id, choice = _load_auto_precision(
+                model_spec, revision=revision, device=chosen_device
+            )
+        else:
+            model, model_id = _load_model(
+                model_spec, revision=revision, device=chosen_device, precision=precision
+            )
+        studio = cls(
             model,
             model_id=model_id,
             detector=detector,
             classifier=classifier,
             cache_size=cache_size,
         )
+        studio.precision_choice = choice
+        return studio
 
     @staticmethod
     def _pick_classifier(
@@ -619,9 +667,10 @@ class Studio:
         seed: int | None = None,
         custom_attributes: Sequence[AttributeClassifier] = (),
         feather: float = 0.1,
+        measure: bool = True,
         progress: ProgressCallback | None = None,
     ) -> EditResult:
-        """Render an edit of an encoded face: decoder only, no encoding work.
+        """Render an edit of an encoded face, then measure what the result shows.
 
         Args:
             session: from :meth:`encode_photo`, :meth:`encode_aligned`,
@@ -636,11 +685,18 @@ class Studio:
                 from fresh Gaussian noise of that seed (stochastic variations of the face).
             custom_attributes: per-request extra sliders (from :meth:`custom_attribute`).
             feather: paste-back fade width, fraction of the crop side (0-0.5).
-            progress: called with (step, total, message); total = T_render.
+            measure: encode the rendered crop again and classify it (one encoder pass), so
+                ``probabilities_after`` says what the picture shows; with targets, a render
+                that misses one by more than ``TARGET_LANDING`` takes one corrective step on
+                the measured gap (a second render). False: no encoder pass, no correction,
+                ``probabilities_after`` is the code's (a quick preview).
+            progress: called with (step, total, message); total = T_render (twice that with
+                targets and ``measure``).
 
         Returns:
-            The edited crop, the photo with the face pasted back, probabilities before and
-            after (on z_sem, so no extra encoder pass), the applied strengths and the recipe.
+            The edited crop, the photo with the face pasted back, probabilities before,
+            asked (the edited code) and after (measured on the result), the applied strengths
+            and the recipe.
 
         Raises:
             ClassifierError: unknown attribute. EditError: bad strengths/locks/targets.
@@ -659,32 +715,47 @@ class Studio:
                 "this model has no attribute classifier, so attributes cannot be edited; add "
                 "a custom attribute or load a model with classifiers/"
             )
-        applied: dict[str, float] = {}
-        z_edit = session.z_sem.clone()
-        if sliders is not None:
-            solved = _solve_targets(
-                session.z_sem, sliders, targets, strengths=strengths, locks=locks
-            )
-            applied = {k: float(v) for k, v in strengths.items() if k not in targets}
-            applied.update(solved)
-            z_edit = edit_z_sem(session.z_sem, sliders, applied, locks=locks)
-
+        names = sliders.attribute_names if sliders is not None else ()
         x_T = session.x_T
         if seed is not None:
             generator = torch.Generator().manual_seed(seed)
             x_T = torch.randn(session.x_T.shape, generator=generator)
-        steps = _Progress(progress, T_render)
-        with torch.inference_mode():
-            images = self.model.render(x_T, z_edit, T_render, callback=steps.ddim("rendering"))
+        # Target mode may render twice (one corrective step); the bar spans both.
+        steps = _Progress(progress, T_render * (2 if targets and measure else 1))
+
+        def attempt(wanted: Mapping[str, float]) -> tuple:
+            """(applied strengths, edited z_sem, crop, measured probabilities) for targets."""
+            applied: dict[str, float] = {}
+            z_edit = session.z_sem.clone()
+            if sliders is not None:
+                solved = _solve_targets(
+                    session.z_sem, sliders, wanted, strengths=strengths, locks=locks
+                )
+                applied = {k: float(v) for k, v in strengths.items() if k not in wanted}
+                applied.update(solved)
+                z_edit = edit_z_sem(session.z_sem, sliders, applied, locks=locks)
+            with torch.inference_mode():
+                images = self.model.render(x_T, z_edit, T_render, callback=steps.ddim("rendering"))
+            crop = _to_image(images.cpu())
+            got = self._measure(sliders, crop, names) if measure else {}
+            return applied, z_edit, crop, got
+
+        applied, z_edit, crop, got = attempt(targets)
+        corrected = False
+        if targets and got:
+            miss = _target_miss(targets, got)
+            if miss > TARGET_LANDING:
+                second = attempt(corrected_targets(targets, got))
+                if _target_miss(targets, second[3]) < miss:
+                    applied, z_edit, crop, got = second
+                    corrected = True
         steps.finish("rendered")
-        crop = _to_image(images.cpu())
 
         photo, mask = crop, None
         if session.kind == "photo" and session.aligned is not None:
             photo = paste_back(session.photo, session.aligned, crop, feather=feather)
             mask = paste_mask(session.aligned, feather=feather)
 
-        names = sliders.attribute_names if sliders is not None else ()
         used = set(strengths) | set(targets) | set(locks)
         recipe = Recipe(
             model_id=self.model_id,
@@ -710,9 +781,21 @@ class Studio:
             z_sem=z_edit.cpu(),
             strengths=applied,
             probabilities_before=self._probabilities(sliders, session.z_sem, names),
-            probabilities_after=self._probabilities(sliders, z_edit, names),
+            probabilities_after=got if measure else self._probabilities(sliders, z_edit, names),
             recipe=recipe,
+            probabilities_asked=self._probabilities(sliders, z_edit, names),
+            corrected=corrected,
         )
+
+    def _measure(
+        self, sliders: AttributeClassifier | None, crop: Image.Image, names: Sequence[str]
+    ) -> dict[str, float]:
+        """The classifier on the rendered crop encoded again: what the picture shows."""
+        if sliders is None:
+            return {}
+        with torch.inference_mode():
+            z_sem = self.model.encode(image_to_tensor(crop)[None]).cpu()
+        return self._probabilities(sliders, z_sem, names)
 
     @staticmethod
     def _probabilities(

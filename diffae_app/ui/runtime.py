@@ -10,7 +10,9 @@ Everything here is read once by ``app.py``; nothing imports torch.
 ``DIFFAE_ALLOW_MODEL_LOADING``  ``1``: users may type any folder/repo id into the selector;
                                 default on, except on a Hugging Face Space
 ``DIFFAE_DEVICE``               ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``...
-``DIFFAE_PRECISION``            ``float32`` (default), ``bfloat16``, ``float16``
+``DIFFAE_PRECISION``            ``auto`` (default: bf16 where the hardware runs it natively
+                                and it renders within 40 dB of float32, measured at
+                                start-up), ``float32``, ``bfloat16``, ``float16``
 ``DIFFAE_CONCURRENCY``          renders running at once (default 2 on CPU, 1 on ZeroGPU)
 ``DIFFAE_QUEUE_SIZE``           waiting requests before new ones are refused (default 64)
 ``DIFFAE_SESSION_TTL``          seconds a browser session's state is kept (default 3600)
@@ -81,7 +83,7 @@ class Settings:
             ),
             allow_model_loading=_truthy(allow) if allow is not None else not env.get("SPACE_ID"),
             device=env.get("DIFFAE_DEVICE", "auto").strip() or "auto",
-            precision=env.get("DIFFAE_PRECISION", "float32").strip() or "float32",
+            precision=env.get("DIFFAE_PRECISION", "auto").strip() or "auto",
             concurrency=_positive(env, "DIFFAE_CONCURRENCY", default_concurrency),
             queue_size=_positive(env, "DIFFAE_QUEUE_SIZE", 64),
             session_ttl=_positive(env, "DIFFAE_SESSION_TTL", 3600),

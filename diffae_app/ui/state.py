@@ -35,6 +35,10 @@ class UserState:
         selected_sample: index of the random face picked in the gallery.
         psnr: reconstruction quality of the current face (dB), None before encoding.
         photo_file: the photo as a file, the 'before' side of the before/after view.
+        recon_files: the unedited reconstruction's files (``png``: pasted back into the
+            photo, ``crop``, ``recipe``), what the edit view shows before any edit and
+            after Reset.
+        recon_probabilities: attribute probabilities measured on the reconstruction.
     """
 
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -47,6 +51,8 @@ class UserState:
     selected_sample: int = 0
     psnr: float | None = None
     photo_file: str | None = None
+    recon_files: dict[str, str] | None = None
+    recon_probabilities: dict[str, float] | None = None
 
     def replace(self, **changes: Any) -> UserState:
         return dataclasses.replace(self, **changes)
