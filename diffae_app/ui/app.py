@@ -513,7 +513,9 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         show_progress="hidden",
         **private,
     )
-    c["search"].input(None, inputs=[c["search"]], js=SEARCH_JS, **private)
+    # `change`, not `input`: Gradio 6 fires a Textbox's input event for typed characters but
+    # not for deletions, so clearing the box never reached the filter (measured in Chromium).
+    c["search"].change(None, inputs=[c["search"]], js=SEARCH_JS, **private)
 
     # ---- model selector
     model_keys = [*session_keys, "header", "model_choice"]

@@ -246,6 +246,12 @@ CSS = """
 #aligned-crop img, #reconstruction img, #edited-crop img, #interp-gif img {
   width: 100%; height: 100%; object-fit: contain; }
 #interp-strip img { width: 100%; height: auto; }
+/* Before/after: Gradio sizes the two layers by their natural aspect (taller than the box for
+   portraits) and centres only one of them, so they sat apart and the face was cut off. Both
+   layers fill the same box and letterbox the photo the same way. */
+#compare .content img { width: 100% !important; height: 100% !important;
+  max-height: none !important; object-fit: contain !important; }
+#compare .content img.fixed { top: 0 !important; left: 0 !important; }
 """
 
 # Client-side slider search. Matching is on the label (and the elem_id); hiding is done by a
