@@ -391,9 +391,8 @@ def _write_result(result, args: argparse.Namespace, session=None) -> None:
         # An encoding carries the face crop, not the photo: a "full photo" would only be a
         # copy of the crop under another name.
         print(
-            f"note: {Path(args.photo).name} is an encoding, with no photo to paste the face "
-            f"into; writing only the crop (not {args.out})",
-            file=sys.stderr,
+            f"no full photo: {Path(args.photo).name} is an encoding, with no photo to paste "
+            f"the face into, so {args.out} is not written; the edited face is the crop"
         )
     else:
         print(f"wrote {_save(result.photo, args.out)}")
