@@ -321,26 +321,43 @@ def solve_target_strength(
 
 
 def corrected_targets(
-    targets: Mapping[str, float], measured: Mapping[str, float]
+    targets: Mapping[str, float],
+    measured: Mapping[str, float],
+    start: Mapping[str, float],
+    asked: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Targets for one corrective step after a render missed them.
+    """Targets for one corrective step after a render missed them (a secant step).
 
     The solver places the *code* at each target, but the decoder and the encoder together do
-    not carry every direction through (the re-encoded render lands elsewhere). Assuming the
-    render follows the code with unit gain in logit space, asking for ``target + (target -
-    measured)`` closes the measured gap: a secant step on the measured miss.
+    not carry every direction through: the re-encoded render moves only part of the way (or
+    past it). Two points are known in logit space: the unedited face (code at ``start``,
+    which is also what its faithful reconstruction measures) and the first render (code at
+    ``asked``, measured at ``measured``). Their slope is the gain of the render along this
+    edit; asking for ``start + (target - start) / gain`` lands on the target if the gain holds.
+    The gain is clamped to [1/3, 3] so one step at most triples (or thirds) the move, never an
+    unbounded jump where a direction does not render at all.
 
     Args:
-        targets: attribute -> wanted probability (what the first solve asked for).
-        measured: attribute -> probability measured on the rendered result.
+        targets: attribute -> wanted probability.
+        measured: attribute -> probability measured on the first render.
+        start: attribute -> probability of the unedited code.
+        asked: attribute -> probability of the first edited code (default: ``targets``).
 
     Returns:
         Attribute -> probability to ask for instead, kept inside the solver's range.
     """
     out = {}
     for name, target in targets.items():
-        wanted, got = _logit(float(target)), _logit(float(measured.get(name, target)))
-        out[name] = _sigmoid(2.0 * wanted - got)
+        wanted = _logit(float(target))
+        base = _logit(float(start.get(name, target)))
+        first = _logit(float((asked or targets).get(name, target)))
+        got = _logit(float(measured.get(name, target)))
+        moved_code, moved_render = first - base, got - base
+        if abs(moved_code) < 1e-6:
+            out[name] = float(target)
+            continue
+        gain = min(max(moved_render / moved_code, 1 / 3), 3.0)
+        out[name] = _sigmoid(base + (wanted - base) / gain)
     return out
 
 

@@ -745,7 +745,9 @@ class Studio:
         if targets and got:
             miss = _target_miss(targets, got)
             if miss > TARGET_LANDING:
-                second = attempt(corrected_targets(targets, got))
+                start = self._probabilities(sliders, session.z_sem, names)
+                asked = self._probabilities(sliders, z_edit, names)
+                second = attempt(corrected_targets(targets, got, start, asked))
                 if _target_miss(targets, second[3]) < miss:
                     applied, z_edit, crop, got = second
                     corrected = True
