@@ -103,7 +103,7 @@ def main() -> None:
                 f"within {TARGET_LANDING} after 1 render",
                 "after the corrective step",
                 "renders / case",
-                "median asked-vs-got gap",
+                "median asked-vs-got gap (final render)",
             ],
             rows,
         )
