@@ -10,9 +10,10 @@ environment: see ``diffae_app/ui/runtime.py``.
 
 from __future__ import annotations
 
-from diffae_app.ui.runtime import Settings, disable_telemetry
+from diffae_app.ui.runtime import Settings, disable_telemetry, return_freed_memory_to_os
 
 disable_telemetry()  # before Gradio is imported: no version check, no analytics by default
+return_freed_memory_to_os()  # freed photo-sized buffers leave the process (see runtime.py)
 
 import gradio as gr  # noqa: E402
 

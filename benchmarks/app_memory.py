@@ -89,6 +89,12 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=60.0)
     parser.add_argument("--photo-mpx", type=float, default=2.0)
     parser.add_argument("--quality", default="balanced")
+    parser.add_argument(
+        "--new-photo-every",
+        type=int,
+        default=0,
+        help="each client uploads a new, distinct photo after this many edits (0: never)",
+    )
     args = parser.parse_args()
     from gradio_client import Client, handle_file
 
@@ -108,9 +114,20 @@ def main() -> None:
         client = Client(url, verbose=False)
         client.predict(handle_file(str(photos[k])), 0, args.quality, False, api_name="/encode")
         warmed.wait()
+        uploads = 0
         while not stop.is_set():
             strengths = {rng.choice(ATTRIBUTES): round(rng.uniform(-1.5, 1.5), 2)}
             try:
+                every = args.new_photo_every
+                if every and edits[k] and edits[k] % every == 0:
+                    uploads += 1  # a new photo: same portrait, a size never uploaded before
+                    path = folder / f"client{k}-{uploads}.jpg"
+                    with Image.open(photos[k]) as photo:
+                        size = (photo.width + 2 * uploads, photo.height + 2 * uploads)
+                        photo.resize(size).save(path, quality=92)
+                    client.predict(
+                        handle_file(str(path)), 0, args.quality, False, api_name="/encode"
+                    )
                 client.predict(strengths, [], {}, args.quality, -1, api_name="/edit")
                 edits[k] += 1
             except Exception as error:  # noqa: BLE001 - reported, the run goes on
@@ -135,7 +152,8 @@ def main() -> None:
     finally:
         app.terminate()
         app.wait(30)
-    print(f"# App memory under load: {args.clients} clients, {args.photo_mpx:g} Mpx photos")
+    churn = f", a new photo every {args.new_photo_every} edits" if args.new_photo_every else ""
+    print(f"# App memory under load: {args.clients} clients, {args.photo_mpx:g} Mpx photos{churn}")
     print(f"{machine_line()}; {len(errors)} errors")
     print()
     print(table(["moment", "edits so far", "server RSS (MiB)"], rows))

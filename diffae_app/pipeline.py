@@ -101,6 +101,9 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "models" / 
 #: dlib "finds" faces in patches and textures with low scores (see align's ranking rule).
 MIN_RELATIVE_FACE_SCORE = 0.5
 
+#: Default byte budget of the encoding cache (see :class:`Studio`).
+DEFAULT_CACHE_BYTES = 256 * 2**20
+
 ENCODING_FORMAT = "diffae-studio-encoding"
 ENCODING_VERSION = 1
 
@@ -167,6 +170,12 @@ def usable_faces(faces: Sequence[Face]) -> list[Face]:
         return []
     best = max(f.score for f in faces)
     return [f for f in faces if best <= 0 or f.score >= MIN_RELATIVE_FACE_SCORE * best]
+
+
+def _session_bytes(session: Session) -> int:
+    """Memory a cached session holds: its photo and crop (RGB) and its codes."""
+    pixels = session.photo.width * session.photo.height + session.crop.width * session.crop.height
+    return 3 * pixels + 4 * (session.z_sem.numel() + session.x_T.numel())
 
 
 def _photo_hash(image: Image.Image) -> str:
@@ -237,10 +246,19 @@ class _Progress:
 
 
 class _LRU:
-    """A small thread-safe LRU map (Gradio runs handlers in worker threads)."""
+    """A small thread-safe LRU map (Gradio runs handlers in worker threads).
 
-    def __init__(self, size: int) -> None:
+    Bounded by a number of entries and, when ``weigh`` is given, by their total weight (e.g.
+    bytes): the newest entry is always kept, older ones go first.
+    """
+
+    def __init__(
+        self, size: int, *, max_weight: int | None = None, weigh: Callable[[Any], int] | None = None
+    ) -> None:
         self.size = size
+        self.max_weight = max_weight
+        self._weigh = weigh
+        self._weights: dict[Any, int] = {}
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -257,12 +275,20 @@ class _LRU:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if self._weigh is not None:
+                self._weights[key] = self._weigh(value)
+            while len(self._items) > self.size or (
+                self.max_weight is not None
+                and len(self._items) > 1
+                and sum(self._weights.values()) > self.max_weight
+            ):
+                old, _ = self._items.popitem(last=False)
+                self._weights.pop(old, None)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._weights.clear()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -340,6 +366,8 @@ class Studio:
         classifier: which of the model's classifier artefacts make the sliders (file stem,
             e.g. "synthfaces"); default all of them, merged in name order.
         cache_size: encoded faces kept (each holds its photo: ~3 bytes per pixel).
+        cache_bytes: the cached faces' photos and codes together stay under this many bytes
+            (the most recent face is always kept).
     """
 
     def __init__(
@@ -350,6 +378,7 @@ class Studio:
         detector: LandmarkDetector | str = "auto",
         classifier: str | None = None,
         cache_size: int = 16,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.model = model
         self.model_id = model_id or model.config.name
@@ -358,7 +387,9 @@ class Studio:
         self._detector_spec = detector
         self._detector: LandmarkDetector | None = None if isinstance(detector, str) else detector
         self._detector_lock = threading.Lock()
-        self._sessions = _LRU(cache_size)
+        # Each cached session holds its full-resolution photo (3 bytes a pixel, up to 150 MB
+        # for a 50-Mpx upload): bounded by bytes too, or 16 large photos would hold gigabytes.
+        self._sessions = _LRU(cache_size, max_weight=cache_bytes, weigh=_session_bytes)
         self._faces = _LRU(cache_size)
         #: How ``precision="auto"`` chose (None when the precision was given).
         self.precision_choice: PrecisionChoice | None = None

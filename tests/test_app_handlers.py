@@ -450,3 +450,13 @@ def test_psnr():
     a = Image.new("RGB", (8, 8), (10, 20, 30))
     assert psnr(a, a) == float("inf")
     assert 20 < psnr(a, Image.new("RGB", (8, 8), (12, 20, 30))) < 50
+
+
+def test_app_returns_freed_memory_and_picks_precision_by_measurement():
+    import platform
+
+    from diffae_app.ui.runtime import return_freed_memory_to_os
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert return_freed_memory_to_os()
+    assert Settings.from_env({}).precision == "auto"

@@ -21,6 +21,7 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data as skimage_data
 
+from diffae_app import pipeline
 from diffae_app.align import DlibDetector, NoFaceFound
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.classifier import AttributeClassifier, ClassifierError
@@ -37,6 +38,7 @@ from diffae_app.pipeline import (
     write_gif,
     write_strip,
 )
+from diffae_app.precision import MIN_BF16_PSNR_DB, native_bf16
 from diffae_app.session import (
     QUALITY_PRESETS,
     EditError,
@@ -734,3 +736,40 @@ def test_official_checkpoints_folder_loads_with_its_classifier(
     )
     assert abs(result.probabilities_asked["Smiling"] - 0.8) < 0.02
     assert len(studio.sample(1, seed=0, T_render=2, T_latent=2)) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 14: memory bound of the encoding cache, precision chosen by measurement
+
+
+def test_cache_is_bounded_by_bytes(studio_bundle: Path, detector) -> None:
+    small = Studio.load(studio_bundle, device="cpu", detector=detector)
+    one = small.encode_aligned(_face(HELDOUT_SEED_START, small), T_inv=2)
+    small._sessions.max_weight = int(2.5 * pipeline._session_bytes(one))
+    faces = [_face(HELDOUT_SEED_START + k, small) for k in range(1, 4)]
+    sessions = [small.encode_aligned(face, T_inv=2) for face in faces]
+    assert len(small._sessions) == 2  # two fit the budget, however many the count allows
+    assert small.encode_aligned(faces[2], T_inv=2) is sessions[2]
+    assert small.encode_aligned(faces[0], T_inv=2) is not sessions[0]  # evicted by bytes
+    small._sessions.max_weight = 1  # the newest entry is kept even over the budget
+    assert small.encode_aligned(faces[1], T_inv=2) is small.encode_aligned(faces[1], T_inv=2)
+
+
+def test_native_bf16_reads_the_cpu_flags() -> None:
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu, "flags\t: fpu avx2 avx512f avx512_bf16\n") == "AVX512-BF16"
+    assert native_bf16(cpu, "flags\t: fpu amx_bf16 amx_tile avx512_bf16\n") == "AMX"
+    assert native_bf16(cpu, "flags\t: fpu sse4_2 avx2\n") is None
+    assert native_bf16(torch.device("mps"), "") is None
+
+
+def test_auto_precision_is_measured_and_explained(studio_bundle: Path) -> None:
+    studio = Studio.load(studio_bundle, device="cpu", precision="auto")
+    choice = studio.precision_choice
+    assert choice is not None and choice.precision == studio.precision
+    if native_bf16(torch.device("cpu")) is None:
+        assert choice.precision == "float32" and choice.psnr_db is None
+    else:  # measured: bf16 only when its renders agree with float32 to 40 dB
+        assert choice.psnr_db is not None and f"{choice.psnr_db:.1f} dB" in choice.reason
+        assert (choice.precision == "bfloat16") == (choice.psnr_db >= MIN_BF16_PSNR_DB)
+    assert Studio.load(studio_bundle, device="cpu").precision_choice is None

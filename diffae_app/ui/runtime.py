@@ -56,6 +56,34 @@ def disable_telemetry() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+#: Allocations at least this large get their own mmap, returned to the OS when freed.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory_to_os() -> bool:
+    """Make glibc give large freed buffers back to the OS (Linux; a no-op elsewhere).
+
+    glibc raises its mmap threshold (up to 32 MB) each time a large buffer is freed, after
+    which photo-sized buffers (a 8-Mpx RGB photo is 24 MB; detection and paste-back make
+    several) come from the heap and stay resident after they are freed: measured on 16
+    distinct 8-Mpx uploads, RSS grew 736 MB with the default and 460 MB with a fixed 1 MB
+    threshold (the same as after an explicit ``malloc_trim``). Returns whether it was set.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    m_mmap_threshold = -3  # from <malloc.h>; setting it also stops the dynamic raise
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str
