@@ -273,8 +273,12 @@ class Handlers:
             "crop": session.crop,
             "recon": recon.crop,
             "quality_md": quality_text,
-            "status": "Face encoded: the edit view shows its reconstruction (no edit yet). "
-            "Move a slider to edit.",
+            "status": (
+                "Random face ready: the edit view shows it (no edit yet). Move a slider to edit."
+                if session.kind == "sample"
+                else "Face encoded: the edit view shows its reconstruction (no edit yet). "
+                "Move a slider to edit."
+            ),
             "dl_encoding": gr.update(value=str(encoding), interactive=True),
             **self._unedited_outputs(state, before),
         }
