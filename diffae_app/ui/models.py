@@ -93,7 +93,7 @@ def describe(studio: Any, spec: str, notice: str = "") -> str:
 
 
 def _precision_text(studio: Any) -> str:
-    """'bfloat16 (AVX512-BF16 ...)' when chosen at start-up, else the precision as given."""
+    """'bfloat16, chosen at start-up: <why>' for "auto", else the precision as given."""
     choice = getattr(studio, "precision_choice", None)
     if choice is not None:
         return f"{choice.precision}, chosen at start-up: {choice.reason.split(': ', 1)[-1]}"
