@@ -10,9 +10,15 @@ environment: see ``diffae_app/ui/runtime.py``.
 
 from __future__ import annotations
 
-from diffae_app.ui.runtime import Settings, disable_telemetry, import_spaces_if_zero_gpu
+from diffae_app.ui.runtime import (
+    Settings,
+    disable_telemetry,
+    import_spaces_if_zero_gpu,
+    return_freed_memory_to_os,
+)
 
 disable_telemetry()  # before Gradio is imported: no version check, no analytics by default
+return_freed_memory_to_os()  # freed photo-sized buffers leave the process (see runtime.py)
 # On ZeroGPU `spaces` must patch torch before anything touches CUDA (the device choice below
 # does), or it refuses to load; nowhere else is it imported.
 import_spaces_if_zero_gpu()

@@ -2,6 +2,12 @@
 
     python benchmarks/edit_flow.py [--model default] [--precisions float32 bfloat16]
         [--repeats 3] [--photo assets/examples/face_a.png]
+    python benchmarks/edit_flow.py --app     # the app's own path: the UI handlers
+
+``--app`` drives ``diffae_app.ui.handlers.Handlers`` exactly as the browser's events do
+(upload -> ``on_photo``, slider release -> ``on_render``'s preview and final yields), for
+float32 and for the precision the app picks at start-up ("auto"); those are the numbers the
+README quotes. Without it:
 
 With a bundle (default: the bundled SynthFaces-64 model) the flow goes through
 `diffae_app.pipeline.Studio`, exactly as the app calls it:
@@ -118,6 +124,64 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
     return rows, batch_rows
 
 
+def app_flow(args: argparse.Namespace, precision: str) -> list[list]:
+    """The app's own path, as a browser user runs it: the UI handlers, not the Studio alone.
+
+    upload -> ``Handlers.on_photo`` (detect, align, encode, invert, render and measure the
+    reconstruction, write the files the page offers, the chart): the edit view is complete
+    when it returns. slider -> ``Handlers.on_render`` (a generator, as Gradio runs it): the
+    quick preview (its first yield) and the final image (measured, pasted back, written).
+    Gradio's own transport (PNG encoding of the crops, websocket, the browser's decoding)
+    comes on top.
+    """
+    from diffae_app.classifier import CELEBA_ATTRIBUTES
+    from diffae_app.data.synthfaces import ATTRIBUTES
+    from diffae_app.pipeline import Studio
+    from diffae_app.ui.handlers import MODES, Handlers
+    from diffae_app.ui.layout import SliderBank
+    from diffae_app.ui.models import ModelRegistry
+
+    registry = ModelRegistry(
+        lambda spec: Studio.load(spec, device=args.device, precision=precision), args.model
+    )
+    studio = registry.default
+    handlers = Handlers(
+        registry, SliderBank([*studio.attribute_names, *ATTRIBUTES, *CELEBA_ATTRIBUTES])
+    )
+    chosen = studio.precision if precision == "auto" else precision
+    attribute = args.attribute or studio.attribute_names[0]
+    rows = []
+    handlers.on_photo(args.photo, False, "preview", MODES[0], handlers.new_state())  # warm-up
+    for name, _ in flows(args):
+        uploads, previews, finals = [], [], []
+        for r in range(args.repeats):
+            studio.clear_cache()
+            t0 = time.perf_counter()
+            state = handlers.on_photo(args.photo, False, name, MODES[0], handlers.new_state())[
+                "state"
+            ]
+            uploads.append(time.perf_counter() - t0)
+            values = [0.3 + 0.1 * r if n == attribute else 0.0 for n in state.slots]
+            t0 = time.perf_counter()
+            outputs = handlers.on_render(state, MODES[0], name, -1, [], values)
+            next(outputs)
+            previews.append(time.perf_counter() - t0)
+            for _ in outputs:
+                pass
+            finals.append(time.perf_counter() - t0)
+        rows.append(
+            [
+                f"{precision} ({chosen})" if precision == "auto" else precision,
+                name,
+                _fmt(_median(uploads)),
+                _fmt(_median(previews)) if name != "preview" else "-",
+                _fmt(_median(finals)),
+            ]
+        )
+        print(f"  app {precision} {name}: slider -> final {_fmt(_median(finals))}", flush=True)
+    return rows
+
+
 def batched_rows(model, session, precision: str, args: argparse.Namespace) -> list:
     """4 slider values: one batched DDIM run against four single runs (same images)."""
     steps = args.batch_steps
@@ -204,6 +268,12 @@ def main() -> None:
     parser.add_argument(
         "--flows", nargs="*", default=None, help="name:T_inv:T_render (default: the app's presets)"
     )
+    parser.add_argument(
+        "--app",
+        action="store_true",
+        help="time the app's own path (the UI handlers, as a browser user runs them) for "
+        "float32 and the precision the app picks at start-up (auto), and nothing else",
+    )
     args = parser.parse_args()
     args.quiet_fallback = False
     if args.threads:
@@ -214,6 +284,26 @@ def main() -> None:
         f"model: {args.model if args.model != 'default' else BUNDLED_MODEL}"
         f"{' (random weights, DiffAE calls)' if random_weights else ' (Studio)'}"
     )
+    if args.app:
+        if args.flows:
+            parser.error("--app times the app's own presets; leave out --flows")
+        rows = []
+        for precision in args.precisions or ["float32", "auto"]:
+            rows += app_flow(args, precision)
+        print()
+        print(
+            table(
+                [
+                    "precision",
+                    "quality",
+                    "upload → edit view complete (reconstruction shown)",
+                    "slider → preview",
+                    "slider → final (measured)",
+                ],
+                rows,
+            )
+        )
+        return
     rows, batch_rows = [], []
     device = pick_device(args.device)
     for precision in args.precisions or ["float32", *fast_precisions(device)]:

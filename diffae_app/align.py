@@ -602,7 +602,7 @@ def make_detector(
     Returns:
         A detector whose ``name`` says which backend it is and whose ``reason`` is one line
         (for ``"auto"`` falling back to dlib: which files are missing and where they go). The
-        fallback is also logged as a warning.
+        fallback is logged at debug level: dlib is the expected offline default.
 
     Raises:
         ValueError: unknown ``name``.
@@ -624,7 +624,9 @@ def make_detector(
         detector = DlibDetector(reason=f"{fan_problem}; using dlib 68-point landmarks instead")
     except DetectorUnavailable as error:
         raise DetectorUnavailable(f"no landmark backend can run: {fan_problem}; {error}") from error
-    logger.warning(detector.reason)
+    # dlib is the expected offline default (face-alignment's weights are a separate
+    # download): a note for debugging, not a warning on every CLI run and app start.
+    logger.debug(detector.reason)
     return detector
 
 

@@ -36,7 +36,9 @@ from .session import EditError
 
 __all__ = [
     "MIN_CUSTOM_EXAMPLES",
+    "TARGET_LANDING",
     "attribute_directions",
+    "corrected_targets",
     "edit_step",
     "edit_z_sem",
     "fit_custom_attribute",
@@ -51,6 +53,10 @@ __all__ = [
 
 #: Fewest positive (and fewest negative) examples :func:`fit_custom_attribute` accepts.
 MIN_CUSTOM_EXAMPLES = 2
+
+#: A target counts as reached when the probability measured on the rendered result is this
+#: close to it; farther, the render takes one corrective step (:func:`corrected_targets`).
+TARGET_LANDING = 0.1
 
 # Targets are solved in logit space; a probability of exactly 0 or 1 is an infinite logit.
 _MIN_TARGET = 1e-4
@@ -312,6 +318,57 @@ def solve_target_strength(
         z_sem, classifier, {name: target_probability}, strengths=strengths, locks=locks
     )
     return solved[name]
+
+
+def corrected_targets(
+    targets: Mapping[str, float],
+    measured: Mapping[str, float],
+    start: Mapping[str, float],
+    asked: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Targets for one corrective step after a render missed them (a secant step).
+
+    The solver places the *code* at each target, but the decoder and the encoder together do
+    not carry every direction through: the re-encoded render moves only part of the way (or
+    past it). Two points are known in logit space: the unedited face (code at ``start``,
+    which is also what its faithful reconstruction measures) and the first render (code at
+    ``asked``, measured at ``measured``). Their slope is the gain of the render along this
+    edit; asking for ``start + (target - start) / gain`` lands on the target if the gain holds.
+    The gain is clamped to [1/3, 3] so one step at most triples (or thirds) the move, never an
+    unbounded jump where a direction does not render at all.
+
+    Args:
+        targets: attribute -> wanted probability.
+        measured: attribute -> probability measured on the first render.
+        start: attribute -> probability of the unedited code.
+        asked: attribute -> probability of the first edited code (default: ``targets``).
+
+    Returns:
+        Attribute -> probability to ask for instead, kept inside the solver's range.
+    """
+    out = {}
+    for name, target in targets.items():
+        wanted = _logit(float(target))
+        base = _logit(float(start.get(name, target)))
+        first = _logit(float((asked or targets).get(name, target)))
+        got = _logit(float(measured.get(name, target)))
+        moved_code, moved_render = first - base, got - base
+        if abs(moved_code) < 1e-6:
+            out[name] = float(target)
+            continue
+        gain = min(max(moved_render / moved_code, 1 / 3), 3.0)
+        out[name] = _sigmoid(base + (wanted - base) / gain)
+    return out
+
+
+def _logit(probability: float) -> float:
+    p = min(max(probability, _MIN_TARGET), 1 - _MIN_TARGET)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(logit: float) -> float:
+    p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+    return min(max(p, _MIN_TARGET), 1 - _MIN_TARGET)
 
 
 # --------------------------------------------------------------------------- interpolation

@@ -12,16 +12,35 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EncodingCache", "LRU"]
+__all__ = ["DEFAULT_CACHE_BYTES", "EncodingCache", "LRU", "session_bytes"]
+
+DEFAULT_CACHE_BYTES = 256 * 2**20
+"""Per user: the cached faces' photos and codes together stay under this many bytes."""
+
+
+def session_bytes(session: Any) -> int:
+    """Memory a cached encoded session holds: its photo and crop (RGB) and its codes."""
+    pixels = session.photo.width * session.photo.height + session.crop.width * session.crop.height
+    return 3 * pixels + 4 * (session.z_sem.numel() + session.x_T.numel())
 
 
 class LRU:
-    """A small thread-safe LRU map (Gradio runs handlers in worker threads)."""
+    """A small thread-safe LRU map (Gradio runs handlers in worker threads).
 
-    def __init__(self, size: int) -> None:
+    Bounded by a number of entries and, when ``weigh`` is given, by their total weight (e.g.
+    bytes): the newest entry is always kept, older ones go first.
+    """
+
+    def __init__(
+        self, size: int, *, max_weight: int | None = None, weigh: Callable[[Any], int] | None = None
+    ) -> None:
         self.size = size
+        self.max_weight = max_weight
+        self._weigh = weigh
+        self._weights: dict[Any, int] = {}
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -38,12 +57,20 @@ class LRU:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if self._weigh is not None:
+                self._weights[key] = self._weigh(value)
+            while len(self._items) > self.size or (
+                self.max_weight is not None
+                and len(self._items) > 1
+                and sum(self._weights.values()) > self.max_weight
+            ):
+                old, _ = self._items.popitem(last=False)
+                self._weights.pop(old, None)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._weights.clear()
 
     def __len__(self) -> int:
         with self._lock:
@@ -60,10 +87,13 @@ class EncodingCache:
         size: encodings (and, separately, detections) kept; each holds its photo, about
             3 bytes per pixel. A browser session needs few: the photo being edited, its
             other faces and the previous quality preset.
+        max_bytes: the encodings' photos and codes together stay under this (the newest is
+            always kept): four 50-Mpx uploads would otherwise hold 600 MB for one user.
     """
 
-    def __init__(self, size: int = 4) -> None:
-        self.sessions = LRU(size)
+    def __init__(self, size: int = 4, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.sessions = LRU(size, max_weight=max_bytes, weigh=session_bytes)
         self.faces = LRU(size)
 
     def clear(self) -> None:
@@ -77,4 +107,4 @@ class EncodingCache:
     def __deepcopy__(self, memo: dict) -> EncodingCache:
         # gr.State deep-copies initial values: a copy starts empty instead of duplicating
         # photos (and never shares the original's entries).
-        return EncodingCache(self.sessions.size)
+        return EncodingCache(self.sessions.size, self.max_bytes)

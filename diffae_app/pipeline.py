@@ -51,11 +51,20 @@ from .align import (
 from .checkpoints import CheckpointError
 from .classifier import AttributeClassifier, ClassifierError
 from .diffae import PRECISIONS, DiffAE, _stored_dtypes
-from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, slerp
+from .editing import (
+    TARGET_LANDING,
+    corrected_targets,
+    edit_z_sem,
+    fit_custom_attribute,
+    lerp,
+    merge_classifiers,
+    slerp,
+)
 from .editing import solve_target_strengths as _solve_targets
 from .encoding_cache import EncodingCache
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
 from .paste import DEFAULT_PASTE, check_paste_mode, compose
+from .precision import MIN_BF16_PSNR_DB, PrecisionChoice, fidelity_db, native_bf16
 from .session import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -216,6 +225,11 @@ def _to_image(images: torch.Tensor) -> Image.Image:
     return tensor_to_image(images[0] * 2.0 - 1.0)
 
 
+def _target_miss(targets: Mapping[str, float], measured: Mapping[str, float]) -> float:
+    """Largest distance between a target probability and the measured one."""
+    return max(abs(float(p) - measured.get(name, float(p))) for name, p in targets.items())
+
+
 def _check_steps(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise StudioError(f"{name} must be a positive whole number of steps, got {value!r}")
@@ -282,6 +296,27 @@ def _load_model(
     return model, model_id
 
 
+def _load_auto_precision(
+    spec: str | os.PathLike, *, revision: str | None, device: torch.device
+) -> tuple[DiffAE, str, PrecisionChoice]:
+    """Load in float32, and in bf16 where the hardware has it; keep bf16 if it is faithful."""
+    model, model_id = _load_model(spec, revision=revision, device=device, precision="float32")
+    hardware = native_bf16(device)
+    if hardware is None:
+        return model, model_id, PrecisionChoice("float32", f"float32: no native bf16 on {device}")
+    fast, _ = _load_model(spec, revision=revision, device=device, precision="bfloat16")
+    agreement = fidelity_db(model, fast)
+    if agreement >= MIN_BF16_PSNR_DB:
+        reason = f"bfloat16: {hardware} runs it natively; renders agree with float32 at "
+        return fast, model_id, PrecisionChoice("bfloat16", f"{reason}{agreement:.1f} dB", agreement)
+    reason = f"float32: bf16 renders agree with float32 at only {agreement:.1f} dB"
+    return (
+        model,
+        model_id,
+        PrecisionChoice("float32", f"{reason} (< {MIN_BF16_PSNR_DB:g})", agreement),
+    )
+
+
 # --------------------------------------------------------------------------- the facade
 
 
@@ -326,6 +361,8 @@ class Studio:
             weakref.WeakKeyDictionary()
         )
         self._references_lock = threading.Lock()
+        #: How ``precision="auto"`` chose (None when the precision was given).
+        self.precision_choice: PrecisionChoice | None = None
 
     @classmethod
     def load(
@@ -347,28 +384,39 @@ class Studio:
                 folder (its ``*_cls`` classifier is picked up when present).
             revision: Hub revision (branch, tag or commit) for repo ids.
             device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps".
-            precision: "float32", "bfloat16" or "float16": the autoencoder's weights are cast
-                to it once at load (one copy in memory); the latent DPM and the classifiers
-                stay float32.
+            precision: "float32", "bfloat16", "float16", or "auto": bf16 where the hardware
+                runs it natively and its renders agree with float32's to 40 dB, measured now
+                (see :mod:`diffae_app.precision`; :attr:`precision_choice` says why). The
+                autoencoder's weights are cast to it once at load (one copy in memory); the
+                latent DPM and the classifiers stay float32.
             detector, classifier: see :class:`Studio`.
 
         Raises:
             CheckpointError: the model cannot be found or read.
             StudioError: bad device or precision.
         """
-        if precision not in PRECISIONS:
+        if precision not in (*PRECISIONS, "auto"):
             raise StudioError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+                f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
-        model, model_id = _load_model(
-            model_spec, revision=revision, device=choose_device(device), precision=precision
-        )
-        return cls(
+        chosen_device = choose_device(device)
+        choice = None
+        if precision == "auto":
+            model, model_id, choice = _load_auto_precision(
+                model_spec, revision=revision, device=chosen_device
+            )
+        else:
+            model, model_id = _load_model(
+                model_spec, revision=revision, device=chosen_device, precision=precision
+            )
+        studio = cls(
             model,
             model_id=model_id,
             detector=detector,
             classifier=classifier,
         )
+        studio.precision_choice = choice
+        return studio
 
     @staticmethod
     def _pick_classifier(
@@ -629,9 +677,10 @@ class Studio:
         custom_attributes: Sequence[AttributeClassifier] = (),
         feather: float = 0.1,
         paste: str = DEFAULT_PASTE,
+        measure: bool = True,
         progress: ProgressCallback | None = None,
     ) -> EditResult:
-        """Render an edit of an encoded face: decoder only, no encoding work.
+        """Render an edit of an encoded face, then measure what the result shows.
 
         Args:
             session: from :meth:`encode_photo`, :meth:`encode_aligned`,
@@ -650,13 +699,19 @@ class Studio:
                 pixels, at the photo's resolution; "render" pastes the model's whole rendered
                 face (see :mod:`diffae_app.paste`). "change" needs the unedited render from
                 the same x_T: made once per session and T_render, then cached.
-            progress: called with (step, total, message); total = T_render, twice that when
-                the unedited render is made too.
+            measure: encode the rendered crop again and classify it (one encoder pass), so
+                ``probabilities_after`` says what the picture shows; with targets, a render
+                that misses one by more than ``TARGET_LANDING`` takes one corrective step on
+                the measured gap (a second render). False: no encoder pass, no correction,
+                ``probabilities_after`` is the code's (a quick preview).
+            progress: called with (step, total, message); total = T_render per render (the
+                unedited render once per face in "change" mode, a corrective render in
+                target mode).
 
         Returns:
             The edited crop, the photo with the face pasted back, the aligned face at the
-            photo's resolution (``face_crop``), probabilities before and after (on z_sem, so
-            no extra encoder pass), the applied strengths and the recipe.
+            photo's resolution (``face_crop``), probabilities before, asked (the edited code)
+            and after (measured on the result), the applied strengths and the recipe.
 
         Raises:
             ClassifierError: unknown attribute. EditError: bad strengths/locks/targets.
@@ -679,47 +734,68 @@ class Studio:
                 "this model has no attribute classifier, so attributes cannot be edited; add "
                 "a custom attribute or load a model with classifiers/"
             )
-        applied: dict[str, float] = {}
-        z_edit = session.z_sem.clone()
-        if sliders is not None:
-            solved = _solve_targets(
-                session.z_sem, sliders, targets, strengths=strengths, locks=locks
-            )
-            applied = {k: float(v) for k, v in strengths.items() if k not in targets}
-            applied.update(solved)
-            z_edit = edit_z_sem(session.z_sem, sliders, applied, locks=locks)
+        names = sliders.attribute_names if sliders is not None else ()
+        x_T = session.x_T
+        if seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+            x_T = torch.randn(session.x_T.shape, generator=generator)
 
+        def solve(wanted: Mapping[str, float]) -> tuple[dict[str, float], torch.Tensor]:
+            """(applied strengths, edited z_sem) for these targets."""
+            if sliders is None:
+                return {}, session.z_sem.clone()
+            solved = _solve_targets(
+                session.z_sem, sliders, wanted, strengths=strengths, locks=locks
+            )
+            applied = {k: float(v) for k, v in strengths.items() if k not in wanted}
+            applied.update(solved)
+            return applied, edit_z_sem(session.z_sem, sliders, applied, locks=locks)
+
+        first = solve(targets)
         # The unedited render from the session's x_T is the edit itself when nothing moves, and
         # what "change" paste-back subtracts (also for a variation seed, so that the variation
         # shows as part of the change).
-        unedited = seed is None and torch.equal(z_edit, session.z_sem)
+        unedited = seed is None and torch.equal(first[1], session.z_sem)
         reference = self._cached_reference(session, T_render)
         need_reference = reference is None and (unedited or paste == "change")
-        steps = _Progress(progress, T_render * max(1, int(need_reference) + int(not unedited)))
+        # Target mode may render twice (one corrective step); the bar spans every render.
+        edit_renders = 0 if unedited else (2 if targets and measure else 1)
+        steps = _Progress(progress, T_render * max(1, edit_renders + int(need_reference)))
         if need_reference:
-            # Unedited, it is the render itself; otherwise the reconstruction "change" needs.
             message = "rendering" if unedited else "reconstructing (once per face)"
             reference = self._reference(session, T_render, steps.ddim(message))
-        if unedited:
-            images = reference
-        else:
-            x_T = session.x_T
-            if seed is not None:
-                generator = torch.Generator().manual_seed(seed)
-                x_T = torch.randn(session.x_T.shape, generator=generator)
-            with torch.inference_mode():
-                images = self.model.render(
-                    x_T, z_edit, T_render, callback=steps.ddim("rendering")
-                ).cpu()
+
+        def attempt(applied: dict[str, float], z_edit: torch.Tensor) -> tuple:
+            """(applied, z_edit, images, crop, measured probabilities) of one render."""
+            if seed is None and torch.equal(z_edit, session.z_sem):
+                images = reference
+            else:
+                with torch.inference_mode():
+                    images = self.model.render(
+                        x_T, z_edit, T_render, callback=steps.ddim("rendering")
+                    ).cpu()
+            crop = _to_image(images)
+            got = self._measure(sliders, crop, names) if measure else {}
+            return applied, z_edit, images, crop, got
+
+        applied, z_edit, images, crop, got = attempt(*first)
+        corrected = False
+        if targets and got:
+            miss = _target_miss(targets, got)
+            if miss > TARGET_LANDING:
+                start = self._probabilities(sliders, session.z_sem, names)
+                asked = self._probabilities(sliders, z_edit, names)
+                second = attempt(*solve(corrected_targets(targets, got, start, asked)))
+                if _target_miss(targets, second[4]) < miss:
+                    applied, z_edit, images, crop, got = second
+                    corrected = True
         steps.finish("rendered")
-        crop = _to_image(images)
 
         aligned = session.aligned if session.kind == "photo" else None
         photo, mask, face_crop = compose(
             session.photo, aligned, images, reference, crop, mode=paste, feather=feather
         )
 
-        names = sliders.attribute_names if sliders is not None else ()
         used = set(strengths) | set(targets) | set(locks)
         recipe = Recipe(
             model_id=self.model_id,
@@ -748,8 +824,10 @@ class Studio:
             z_sem=z_edit.cpu(),
             strengths=applied,
             probabilities_before=self._probabilities(sliders, session.z_sem, names),
-            probabilities_after=self._probabilities(sliders, z_edit, names),
+            probabilities_after=got if measure else self._probabilities(sliders, z_edit, names),
             recipe=recipe,
+            probabilities_asked=self._probabilities(sliders, z_edit, names),
+            corrected=corrected,
         )
 
     def _cached_reference(self, session: Session, T_render: int) -> torch.Tensor | None:
@@ -767,6 +845,16 @@ class Studio:
         with self._references_lock:
             self._references.setdefault(session, {})[T_render] = reference
         return reference
+
+    def _measure(
+        self, sliders: AttributeClassifier | None, crop: Image.Image, names: Sequence[str]
+    ) -> dict[str, float]:
+        """The classifier on the rendered crop encoded again: what the picture shows."""
+        if sliders is None:
+            return {}
+        with torch.inference_mode():
+            z_sem = self.model.encode(image_to_tensor(crop)[None]).cpu()
+        return self._probabilities(sliders, z_sem, names)
 
     @staticmethod
     def _probabilities(

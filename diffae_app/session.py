@@ -391,9 +391,16 @@ class EditResult:
         paste: the paste-back mode used, "change" or "render".
         z_sem: (1, D) float32 edited semantic code.
         strengths: the strengths applied, target attributes included (as solved).
-        probabilities_before: attribute -> classifier probability of the session's z_sem.
-        probabilities_after: the same for the edited z_sem.
+        probabilities_before: attribute -> classifier probability of the session's z_sem
+            (the encoded input face).
+        probabilities_after: what the result shows: the rendered crop encoded again and
+            classified (one encoder pass). This, not the code, is the honest "after".
         recipe: replays this edit (see :meth:`Studio.apply_recipe`).
+        probabilities_asked: the classifier on the edited z_sem: what the edit asked for. It
+            differs from ``probabilities_after`` where the decoder did not carry a direction
+            through (then the picture does not show what was asked).
+        corrected: target mode took one corrective step, because the first render's measured
+            probabilities missed a target by more than ``editing.TARGET_LANDING``.
     """
 
     crop: Image.Image
@@ -404,6 +411,8 @@ class EditResult:
     probabilities_before: Mapping[str, float]
     probabilities_after: Mapping[str, float]
     recipe: Recipe
+    probabilities_asked: Mapping[str, float] = field(default_factory=dict)
+    corrected: bool = False
     face_crop: Image.Image | None = None
     paste: str = DEFAULT_PASTE
 

@@ -147,6 +147,13 @@ def test_probability_chart_lists_moved_attributes_first():
     assert chart.index("Smiling") < chart.index("A b")
     assert "50% → 90%" in chart and "20% → 20%" in chart
     assert "prob-empty" in probability_chart_html({})
+    # What the code asked for is shown only where the measured result differs from it.
+    honest = probability_chart_html(
+        {"Smiling": 0.5, "Bangs": 0.2},
+        {"Smiling": 0.55, "Bangs": 0.3},
+        asked={"Smiling": 0.9, "Bangs": 0.32},
+    )
+    assert "asked 90%" in honest and "asked 32%" not in honest
 
 
 def test_settings_from_env_and_gpu_decorator(monkeypatch):
@@ -203,6 +210,36 @@ def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path
     with Image.open(rendered["dl_png"]["value"]) as whole:
         assert whole.size == png.size
         assert not np.array_equal(np.asarray(whole.convert("RGB")), changed)
+
+
+def test_upload_shows_the_reconstruction_and_reset_returns_to_it(handlers: Handlers):
+    """(b): the edit view is filled from the upload on; Reset brings the reconstruction back."""
+    out = encode(handlers, EXAMPLES / "face_a.png")
+    state = out["state"]
+    crop_file = out["edited_crop"]
+    assert Image.open(crop_file).tobytes() == out["recon"].tobytes()
+    photo, after = out["compare"]
+    assert Image.open(photo).size == Image.open(after).size == state.session.photo.size
+    assert out["dl_png"]["interactive"] and Path(out["dl_recipe"]["value"]).is_file()
+    assert "reconstruction" in out["chart"]  # measured on the reconstruction
+    edited = render(handlers, state, {"Bangs": 0.8})[-1]
+    assert edited["edited_crop"].tobytes() != out["recon"].tobytes()
+    reset = handlers.on_reset(MODES[0], state)
+    assert reset["edited_crop"] == crop_file and reset["compare"] == out["compare"]
+    assert reset["dl_png"]["value"] == out["dl_png"]["value"]
+
+
+def test_render_reports_asked_and_got(handlers: Handlers):
+    """The chart's "after" is measured on the result; "asked" appears where they differ."""
+    state = encode(handlers, EXAMPLES / "face_a.png")["state"]
+    final = render(handlers, state, {"Eyeglasses": 2.0})[-1]
+    studio = handlers.models.default
+    result = studio.render(state.session, {"Eyeglasses": 2.0}, T_render=10)
+    got = result.probabilities_after["Eyeglasses"]
+    asked = result.probabilities_asked["Eyeglasses"]
+    assert f"→ {100 * got:.0f}%" in final["chart"]
+    if abs(asked - got) > 0.1:
+        assert f"asked {100 * asked:.0f}%" in final["chart"]
 
 
 def test_locks_and_target_mode(handlers: Handlers):
@@ -290,6 +327,19 @@ def test_unusual_but_valid_images_are_edited(handlers: Handlers, files: dict[str
     assert Image.open(final["dl_png"]["value"]).size == session.photo.size
 
 
+def test_quality_change_encodes_the_face_the_picker_shows(
+    handlers: Handlers, files: dict[str, Path]
+):
+    """Bug 3: a quality change started before a pick reached the state still encodes the
+    picked face (the picker's value), so results belong to the latest choice."""
+    state = encode(handlers, files["two_faces.png"])["state"]
+    assert state.session.face_index == 0
+    out = handlers.on_quality("balanced", MODES[0], state, face_choice="Face 2")
+    assert out["state"].session.face_index == 1
+    assert out["face_pick"]["value"] == "Face 2"  # picker and picture agree
+    assert out["state"].session.T_inv == 20
+
+
 def test_several_faces_are_offered_and_pickable(handlers: Handlers, files: dict[str, Path]):
     out = encode(handlers, files["two_faces.png"])
     state = out["state"]
@@ -306,23 +356,38 @@ def test_aligned_crop_input_skips_detection(handlers: Handlers, files: dict[str,
     assert out["state"].session is not None and out["state"].session.kind == "aligned"
 
 
+def _load_model(handlers: Handlers, spec: str, state: UserState) -> tuple[dict, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = handlers.on_load_model(spec, MODES[0], state)
+    return out, [str(w.message) for w in caught]
+
+
 def test_model_selector_errors_are_clear(handlers: Handlers, tmp_path: Path):
     state = handlers.new_state()
-    with pytest.raises(gr.Error) as missing:
-        handlers.on_load_model(str(tmp_path / "no-such-model"), MODES[0], state)
-    assert "no-such-model" in missing.value.message
+    out, toasts = _load_model(handlers, str(tmp_path / "no-such-model"), state)
+    assert len(toasts) == 1 and "no-such-model" in toasts[0] and "no-such-model" in out["status"]
     wrong = tmp_path / "wrong-model"
     wrong.mkdir()
     (wrong / "config.json").write_text("{not json")
-    with pytest.raises(gr.Error) as broken:
-        handlers.on_load_model(str(wrong), MODES[0], state)
+    broken, broken_toasts = _load_model(handlers, str(wrong), state)
+    assert len(broken_toasts) == 1 and "wrong-model" in broken_toasts[0]
     # One message for every cause: it must not tell a missing path from a broken model.
-    assert "wrong-model" in broken.value.message
-    assert broken.value.message.replace("wrong-model", "X") == missing.value.message.replace(
-        "no-such-model", "X"
-    )
+    assert broken_toasts[0].replace("wrong-model", "X") == toasts[0].replace("no-such-model", "X")
     loaded = handlers.on_load_model("", MODES[0], state)  # back to the default
     assert loaded["state"].model == "" and "Model" in loaded["header"]
+
+
+def test_failed_model_load_keeps_the_session_and_its_edit(handlers: Handlers, tmp_path: Path):
+    """Bug 4: a missing folder is a warning; nothing of the session is touched or failed."""
+    state = encode(handlers, EXAMPLES / "face_a.png")["state"]
+    out, toasts = _load_model(handlers, str(tmp_path / "missing-folder"), state)
+    assert len(toasts) == 1 and "missing-folder" in toasts[0]
+    # Only the status and the selector change: no state, images or sliders are replaced.
+    assert set(out) == {"status", "model_choice"}
+    assert out["model_choice"]["value"] == handlers.models.default_spec
+    final = render(handlers, state, {"Bangs": 0.5})[-1]  # and the face still edits
+    assert Path(final["dl_png"]["value"]).is_file()
 
 
 def test_startup_with_a_missing_model_falls_back_with_a_notice(model_dir: str, tmp_path: Path):
@@ -347,6 +412,10 @@ def test_random_faces_send_to_edit(handlers: Handlers):
     sent = handlers.on_send_to_edit(QUALITY, MODES[0], state)
     assert sent["state"].session is state.samples[1]
     assert sent["tabs"]["selected"] == "edit" and sent["photo"] is None
+    # Bug 7: the before/after is filled at once, and no "PSNR is inf dB".
+    before, after = sent["compare"]
+    assert Path(before).is_file() and Path(after).is_file()
+    assert "inf" not in sent["quality_md"] and "PSNR" not in sent["quality_md"]
     final = render(handlers, sent["state"], {"Smiling": 0.4})[-1]
     assert final["edited_crop"].size == sent["crop"]["value"].size
 
@@ -377,7 +446,38 @@ def test_custom_attribute_adds_a_slider(handlers: Handlers, files: dict[str, Pat
         handlers.on_custom(positives[:1], negatives, "Lonely", False, MODES[0], new)
 
 
+def test_custom_attribute_skips_an_unusable_photo_by_name(
+    handlers: Handlers, files: dict[str, Path]
+):
+    """Bug 6: a photo without a face is skipped with a warning naming it, when enough remain."""
+    state = handlers.new_state()
+    positives = [str(EXAMPLES / n) for n in ("face_a.png", "face_c.png")]
+    positives.append(str(files["no_face.png"]))
+    negatives = [str(EXAMPLES / "face_b.png"), str(EXAMPLES / "face_d.png")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = handlers.on_custom(positives, negatives, "Cheerful", False, MODES[0], state)
+    toasts = [str(w.message) for w in caught]
+    assert "Cheerful" in out["state"].custom_names
+    assert len(toasts) == 1 and "no_face.png" in toasts[0] and "no face" in toasts[0]
+    assert "2 with" in out["custom_status"] and "skipped 1" in out["custom_status"]
+    # Too few usable examples left: a clear error that names the skipped file.
+    with pytest.raises(gr.Error, match="no_face.png") as error:
+        handlers.on_custom(positives[1:], negatives, "Lonely", False, MODES[0], state)
+    assert "at least 2" in error.value.message
+
+
 def test_psnr():
     a = Image.new("RGB", (8, 8), (10, 20, 30))
     assert psnr(a, a) == float("inf")
     assert 20 < psnr(a, Image.new("RGB", (8, 8), (12, 20, 30))) < 50
+
+
+def test_app_returns_freed_memory_and_picks_precision_by_measurement():
+    import platform
+
+    from diffae_app.ui.runtime import return_freed_memory_to_os
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert return_freed_memory_to_os()
+    assert Settings.from_env({}).precision == "auto"

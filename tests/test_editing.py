@@ -311,3 +311,22 @@ def test_merged_rows_keep_their_logits_under_other_statistics() -> None:
     )
     with pytest.raises(ClassifierError, match="4-d z_sem"):
         merge_classifiers(base, small)
+
+
+def test_corrected_targets_take_a_secant_step() -> None:
+    from diffae_app.editing import corrected_targets
+
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    # The render carried half of the code's move: the next ask doubles the move.
+    start, target = 0.2, 0.8
+    asked = target
+    got = 1 / (1 + math.exp(-(logit(start) + 0.5 * (logit(asked) - logit(start)))))
+    ask = corrected_targets({"A": target}, {"A": got}, {"A": start}, {"A": asked})["A"]
+    assert logit(ask) - logit(start) == pytest.approx(2 * (logit(target) - logit(start)))
+    # A direction that does not render at all: at most three times the move, never a jump.
+    ask = corrected_targets({"A": target}, {"A": start}, {"A": start}, {"A": asked})["A"]
+    assert logit(ask) - logit(start) == pytest.approx(3 * (logit(target) - logit(start)))
+    # Already there: the same target again.
+    assert corrected_targets({"A": 0.7}, {"A": 0.7}, {"A": 0.7})["A"] == pytest.approx(0.7)

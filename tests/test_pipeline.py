@@ -26,8 +26,8 @@ from diffae_app.classifier import AttributeClassifier, ClassifierError
 from diffae_app.config import preset
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START, generate, generate_batch
 from diffae_app.diffae import DiffAE
-from diffae_app.encoding_cache import EncodingCache
-from diffae_app.imaging import load_image
+from diffae_app.encoding_cache import EncodingCache, session_bytes
+from diffae_app.imaging import image_to_tensor, load_image
 from diffae_app.models import AutoencoderNet
 from diffae_app.pipeline import (
     DEFAULT_MODEL_DIR,
@@ -37,6 +37,7 @@ from diffae_app.pipeline import (
     write_gif,
     write_strip,
 )
+from diffae_app.precision import MIN_BF16_PSNR_DB, native_bf16
 from diffae_app.session import (
     QUALITY_PRESETS,
     EditError,
@@ -202,7 +203,7 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
     text.write_text("hello")
     with pytest.raises(CheckpointError, match="not a model"):
         Studio.load(text)
-    with pytest.raises(StudioError, match="precision must be one of"):
+    with pytest.raises(StudioError, match="precision must be auto or one of"):
         Studio.load(tmp_path, precision="int8")
     # A Hub repo id that is not in the local cache, offline (the fixture sets HF_HUB_OFFLINE).
     with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
@@ -234,7 +235,8 @@ def test_zero_strengths_reproduce_the_reconstruction_exactly(studio: Studio) -> 
     )
     assert zeros.crop.tobytes() == plain.crop.tobytes()
     assert torch.equal(zeros.z_sem, session.z_sem)
-    assert zeros.probabilities_after == zeros.probabilities_before
+    assert zeros.probabilities_asked == zeros.probabilities_before
+    assert zeros.probabilities_after == plain.probabilities_after  # same picture, same reading
     assert plain.crop.size == (studio.image_size,) * 2 and plain.photo is plain.crop
     assert plain.mask is None
     # Pasted back as a change, an unedited aligned face is the input picture itself.
@@ -252,18 +254,21 @@ def test_slider_changes_do_no_encoding_work(
     assert (counter.encode, counter.invert) == (1, 1)
     first = tiny_studio.render(session, {"Smiling": 0.3}, T_render=T_RENDER)
     second = tiny_studio.render(session, {"Smiling": 0.5, "Bangs": -0.2}, T_render=T_RENDER)
-    assert (counter.encode, counter.invert) == (1, 1)  # sliders only render
+    # Sliders render, then measure the result with one encoder pass each; never invert.
+    assert (counter.encode, counter.invert) == (3, 1)
+    tiny_studio.render(session, {"Smiling": 0.1}, T_render=T_RENDER, measure=False)
+    assert (counter.encode, counter.invert) == (3, 1)
     assert first.crop.tobytes() != second.crop.tobytes()
     # A re-upload of the same picture (other encoding, same pixels) into the same user's
     # cache is free.
     assert tiny_studio.encode_photo(astronaut, T_inv=T_INV, cache=cache) is session
-    assert (counter.encode, counter.invert) == (1, 1)
+    assert (counter.encode, counter.invert) == (3, 1)
     # Another T_inv is another x_T.
     tiny_studio.encode_photo(astronaut, T_inv=T_INV + 1, cache=cache)
-    assert (counter.encode, counter.invert) == (2, 2)
+    assert (counter.encode, counter.invert) == (4, 2)
     # Without the user's cache (another user) the same photo is encoded afresh.
     assert tiny_studio.encode_photo(astronaut, T_inv=T_INV) is not session
-    assert (counter.encode, counter.invert) == (3, 3)
+    assert (counter.encode, counter.invert) == (5, 3)
 
 
 def test_cache_is_bounded(tiny_studio: Studio) -> None:
@@ -326,14 +331,17 @@ def test_locked_attribute_barely_moves(studio: Studio) -> None:
 def test_target_mode_reaches_the_probability(studio: Studio) -> None:
     session = studio.encode_aligned(_face(HELDOUT_SEED_START + 3, studio), T_inv=T_INV)
     for target in (0.9, 0.1):
+        # measure=False: the closed-form solve alone, which places the code on the target.
         result = studio.render(
             session,
             {"Smiling": 0.7, "Eyeglasses": 0.2},  # a target overrides a strength
             locks=["Bangs"],
             targets={"Smiling": target},
             T_render=T_RENDER,
+            measure=False,
         )
-        assert abs(result.probabilities_after["Smiling"] - target) < 0.02
+        assert abs(result.probabilities_asked["Smiling"] - target) < 0.02
+        assert result.probabilities_after == result.probabilities_asked and not result.corrected
         assert result.strengths["Smiling"] != 0.7 and result.strengths["Eyeglasses"] == 0.2
         assert result.probabilities_after["Bangs"] == pytest.approx(
             result.probabilities_before["Bangs"], abs=1e-3
@@ -347,7 +355,32 @@ def test_readout_covers_every_attribute(studio: Studio) -> None:
     assert all(0.0 <= p <= 1.0 for p in probabilities.values())
     result = studio.render(session, {"Smiling": 0.4}, T_render=T_RENDER)
     assert result.probabilities_before == pytest.approx(probabilities)
-    assert result.probabilities_after["Smiling"] > probabilities["Smiling"]
+    assert result.probabilities_asked["Smiling"] > probabilities["Smiling"]
+    # "after" is what the picture shows: the rendered crop encoded again and classified.
+    with torch.inference_mode():
+        z_got = studio.model.encode(image_to_tensor(result.crop)[None])
+    got = studio.classifier.probabilities(z_got.float())[0].tolist()
+    assert list(result.probabilities_after.values()) == pytest.approx(got, abs=1e-6)
+
+
+def test_target_mode_measures_and_corrects_once(studio: Studio) -> None:
+    session = studio.encode_aligned(_face(HELDOUT_SEED_START + 5, studio), T_inv=T_INV)
+    target = 0.95
+    first = studio.render(session, targets={"Eyeglasses": target}, T_render=T_RENDER, measure=False)
+    with torch.inference_mode():
+        z_got = studio.model.encode(image_to_tensor(first.crop)[None])
+    column = studio.attribute_names.index("Eyeglasses")
+    first_got = float(studio.classifier.probabilities(z_got.float())[0, column])
+    result = studio.render(session, targets={"Eyeglasses": target}, T_render=T_RENDER)
+    miss = abs(result.probabilities_after["Eyeglasses"] - target)
+    if abs(first_got - target) <= 0.1:  # landed at once: no second render
+        assert not result.corrected and result.crop.tobytes() == first.crop.tobytes()
+    elif result.corrected:  # the corrective step is kept only when it measured closer
+        assert miss < abs(first_got - target)
+    else:
+        assert miss == pytest.approx(abs(first_got - target), abs=1e-6)
+    replay = studio.apply_recipe(_face(HELDOUT_SEED_START + 5, studio), result.recipe, aligned=True)
+    assert replay.crop.tobytes() == result.crop.tobytes()  # the correction replays exactly
 
 
 def test_edit_errors_are_one_line(tiny_studio: Studio) -> None:
@@ -638,6 +671,15 @@ def test_custom_attribute_separates_held_out_faces(studio: Studio, tmp_path: Pat
 
     # It is a slider like the others: edits, targets, recipes (it travels inside the recipe).
     session = studio.encode_aligned(negative[0], T_inv=T_INV)
+    solved = studio.render(
+        session,
+        {"Smiling": 0.2},
+        targets={"Fair": 0.9},
+        custom_attributes=[custom],
+        T_render=T_RENDER,
+        measure=False,
+    )
+    assert abs(solved.probabilities_asked["Fair"] - 0.9) < 0.02
     result = studio.render(
         session,
         {"Smiling": 0.2},
@@ -645,7 +687,6 @@ def test_custom_attribute_separates_held_out_faces(studio: Studio, tmp_path: Pat
         custom_attributes=[custom],
         T_render=T_RENDER,
     )
-    assert abs(result.probabilities_after["Fair"] - 0.9) < 0.02
     assert "Fair" in result.recipe.custom_attributes
     replay = studio.apply_recipe(
         negative[0], Recipe.from_json(result.recipe.to_json()), aligned=True
@@ -690,6 +731,46 @@ def test_official_checkpoints_folder_loads_with_its_classifier(
     assert single.attribute_names == () and single.model_revision == studio.model_revision
     size = studio.image_size
     session = studio.encode_aligned(Image.new("RGB", (size, size), (180, 140, 120)), T_inv=2)
-    result = studio.render(session, targets={"Smiling": 0.8}, locks=["Male"], T_render=2)
-    assert abs(result.probabilities_after["Smiling"] - 0.8) < 0.02
+    result = studio.render(
+        session, targets={"Smiling": 0.8}, locks=["Male"], T_render=2, measure=False
+    )
+    assert abs(result.probabilities_asked["Smiling"] - 0.8) < 0.02
     assert len(studio.sample(1, seed=0, T_render=2, T_latent=2)) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 14: memory bound of the encoding cache, precision chosen by measurement
+
+
+def test_cache_is_bounded_by_bytes(studio_bundle: Path, detector) -> None:
+    small = Studio.load(studio_bundle, device="cpu", detector=detector)
+    one = small.encode_aligned(_face(HELDOUT_SEED_START, small), T_inv=2)
+    cache = EncodingCache(size=16, max_bytes=int(2.5 * session_bytes(one)))
+    faces = [_face(HELDOUT_SEED_START + k, small) for k in range(1, 4)]
+    sessions = [small.encode_aligned(face, T_inv=2, cache=cache) for face in faces]
+    assert len(cache.sessions) == 2  # two fit the budget, however many the count allows
+    assert small.encode_aligned(faces[2], T_inv=2, cache=cache) is sessions[2]
+    assert small.encode_aligned(faces[0], T_inv=2, cache=cache) is not sessions[0]  # by bytes
+    cache.sessions.max_weight = 1  # the newest entry is kept even over the budget
+    again = small.encode_aligned(faces[1], T_inv=2, cache=cache)
+    assert small.encode_aligned(faces[1], T_inv=2, cache=cache) is again
+
+
+def test_native_bf16_reads_the_cpu_flags() -> None:
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu, "flags\t: fpu avx2 avx512f avx512_bf16\n") == "AVX512-BF16"
+    assert native_bf16(cpu, "flags\t: fpu amx_bf16 amx_tile avx512_bf16\n") == "AMX"
+    assert native_bf16(cpu, "flags\t: fpu sse4_2 avx2\n") is None
+    assert native_bf16(torch.device("mps"), "") is None
+
+
+def test_auto_precision_is_measured_and_explained(studio_bundle: Path) -> None:
+    studio = Studio.load(studio_bundle, device="cpu", precision="auto")
+    choice = studio.precision_choice
+    assert choice is not None and choice.precision == studio.precision
+    if native_bf16(torch.device("cpu")) is None:
+        assert choice.precision == "float32" and choice.psnr_db is None
+    else:  # measured: bf16 only when its renders agree with float32 to 40 dB
+        assert choice.psnr_db is not None and f"{choice.psnr_db:.1f} dB" in choice.reason
+        assert (choice.precision == "bfloat16") == (choice.psnr_db >= MIN_BF16_PSNR_DB)
+    assert Studio.load(studio_bundle, device="cpu").precision_choice is None

@@ -453,12 +453,10 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         return encode_map(h.on_photo(photo, aligned, quality, mode, state, progress))
 
     @gpu()
-    def on_face_pick(choice, aligned, quality, mode, state, progress=gr.Progress()):  # noqa: B008
-        return encode_map(h.on_face_pick(choice, aligned, quality, mode, state, progress))
-
-    @gpu()
-    def on_quality(quality, mode, state, progress=gr.Progress()):  # noqa: B008
-        return encode_map(h.on_quality(quality, mode, state, progress))
+    def on_face_or_quality(choice, quality, mode, state, progress=gr.Progress()):  # noqa: B008
+        # One handler for both: it encodes the face the picker shows at the quality the radio
+        # shows, whichever of the two changed (see the listener below).
+        return encode_map(h.on_quality(quality, mode, state, progress, face_choice=choice))
 
     # ---- rendering: one listener for every slider release, lock, number box and the button
     render_keys = ["edited_crop", "compare", "chart", "status", "dl_png", "dl_crop", "dl_recipe"]
@@ -517,13 +515,15 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         inputs=[c["photo"], c["aligned"], c["quality"], c["mode"], c["state"]],
         **photo_event_kwargs,
     )
-    c["face_pick"].input(
-        on_face_pick,
-        inputs=[c["face_pick"], c["aligned"], c["quality"], c["mode"], c["state"]],
+    # Face picks and quality changes share ONE always_last listener: two listeners could run
+    # at once and the slower one (e.g. face 1 at the new quality, started before the pick
+    # reached the state) would overwrite the newer choice. One listener runs them in turn,
+    # and each run reads both controls as they are when it starts.
+    gr.on(
+        triggers=[c["face_pick"].input, c["quality"].input],
+        fn=on_face_or_quality,
+        inputs=[c["face_pick"], c["quality"], c["mode"], c["state"]],
         **photo_event_kwargs,
-    )
-    c["quality"].input(
-        on_quality, inputs=[c["quality"], c["mode"], c["state"]], **photo_event_kwargs
     )
 
     # ---- slider mode, reset, search
@@ -545,7 +545,9 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         show_progress="hidden",
         **private,
     )
-    c["search"].input(None, inputs=[c["search"]], js=SEARCH_JS, **private)
+    # `change`, not `input`: Gradio 6 fires a Textbox's input event for typed characters but
+    # not for deletions, so clearing the box never reached the filter (measured in Chromium).
+    c["search"].change(None, inputs=[c["search"]], js=SEARCH_JS, **private)
 
     # ---- model selector
     model_keys = [*session_keys, "header", "model_choice"]

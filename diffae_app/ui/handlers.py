@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
+from diffae_app.editing import MIN_CUSTOM_EXAMPLES
 from diffae_app.imaging import load_image
 from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.pipeline import write_gif, write_strip
@@ -222,7 +224,12 @@ class Handlers:
         *,
         progress_start: float = 0.0,
     ) -> Outputs:
-        """Everything the Edit tab shows for a freshly encoded (or sampled) face."""
+        """Everything the Edit tab shows for a freshly encoded (or sampled) face.
+
+        The reconstruction is rendered here anyway (for its PSNR), so the edit view shows it at
+        once: the edited image, the before/after slider (photo | reconstruction pasted back)
+        and the downloads are useful before the first slider move, and Reset returns to them.
+        """
         session = state.session
         preset = _preset(quality)
         recon = studio.reconstruct(
@@ -237,28 +244,63 @@ class Handlers:
         encoding = studio.export_encoding(session, folder / "face-encoding.safetensors")
         original = folder / "original.jpg"
         session.photo.save(original, quality=92)
-        state = state.replace(psnr=value, photo_file=str(original))
-        before = self._before(studio, state)
-        quality_text = (
-            f"Reconstruction vs the aligned input: **PSNR {value:.1f} dB** "
-            f"({session.image_size} px, T_inv {session.T_inv or '—'}, "
-            f"T_render {preset.T_render})"
-            if session.kind != "sample"
-            else f"Random face ({session.image_size} px, rendered with T_render "
-            f"{preset.T_render}); edits render from its own noise, so PSNR is {value:.1f} dB"
+        recon_files = {
+            "png": _save_png(recon.photo, folder / "reconstruction.png", fast=True),
+            "crop": _save_png(recon.crop, folder / "reconstruction-crop.png"),
+            "recipe": _write_text(folder / "recipe.json", recon.recipe.to_json()),
+        }
+        state = state.replace(
+            psnr=value,
+            photo_file=str(original),
+            recon_files=recon_files,
+            recon_probabilities=dict(recon.probabilities_after),
         )
+        before = self._before(studio, state)
+        if session.kind == "sample":
+            # A random face has no photo behind it: its "input" is its own render, so a PSNR
+            # against it says nothing (it is infinite).
+            quality_text = (
+                f"Random face ({session.image_size} px, rendered with T_render "
+                f"{preset.T_render}); edits render from its own noise."
+            )
+        else:
+            quality_text = (
+                f"Reconstruction vs the aligned input: **PSNR {value:.1f} dB** "
+                f"({session.image_size} px, T_inv {session.T_inv or '—'}, "
+                f"T_render {preset.T_render})"
+            )
         out: Outputs = {
             "state": state,
             "crop": gr.update(value=session.crop, label=crop_caption(session)),
             "recon": recon.crop,
             "quality_md": quality_text,
-            "chart": probability_chart_html(before),
-            "status": "Face encoded. Move a slider (or press **Render**) to edit.",
+            "status": (
+                "Random face ready: the edit view shows it (no edit yet). Move a slider to edit."
+                if session.kind == "sample"
+                else "Face encoded: the edit view shows its reconstruction (no edit yet). "
+                "Move a slider to edit."
+            ),
             "dl_encoding": gr.update(value=str(encoding), interactive=True),
-            **self._clear_results(),
+            **self._unedited_outputs(state, before),
         }
         out.update(self.slider_updates(state, mode, before))
         return out
+
+    def _unedited_outputs(self, state: UserState, before: dict[str, float]) -> Outputs:
+        """The edit view showing the unedited reconstruction (after encoding and Reset)."""
+        files = state.recon_files
+        if state.session is None or not files:
+            return {"chart": probability_chart_html(before), **self._clear_results()}
+        return {
+            "edited_crop": files["crop"],
+            "compare": (_original(state), files["png"]),
+            "chart": probability_chart_html(
+                before, state.recon_probabilities or {}, after_label="reconstruction"
+            ),
+            "dl_png": gr.update(value=files["png"], interactive=True),
+            "dl_crop": gr.update(value=files["crop"], interactive=True),
+            "dl_recipe": gr.update(value=files["recipe"], interactive=True),
+        }
 
     # ------------------------------------------------------------------ encoding
 
@@ -374,7 +416,7 @@ class Handlers:
         state = self._state(state)
         if state.session is None or not choice:
             return {}
-        index = int(str(choice).split()[-1]) - 1
+        index = _face_index(choice, len(state.faces) or state.session.num_faces)
         new_state, studio = self.encode(
             state.session.photo, False, quality, state, face_index=index, progress=progress
         )
@@ -386,21 +428,35 @@ class Handlers:
         return out
 
     def on_quality(
-        self, quality: str | None, mode: str, state: UserState, progress: Any = None
+        self,
+        quality: str | None,
+        mode: str,
+        state: UserState,
+        progress: Any = None,
+        *,
+        face_choice: str | None = None,
     ) -> Outputs:
-        """A new preset changes T_inv: invert the current face again (cached per T_inv)."""
+        """A new preset changes T_inv: invert the face again (cached per T_inv).
+
+        ``face_choice`` is the face picker's value *now*: the face is the one the picker shows,
+        not the one the state held when the event started (a face pick may still be running),
+        so results always belong to the latest choice of face and quality.
+        """
         state = self._state(state)
         session = state.session
         if session is None:
             return {}
         studio = self.studio(state)
         preset = _preset(quality)
+        face_index = session.face_index
+        if session.kind == "photo" and face_choice:
+            face_index = _face_index(face_choice, len(state.faces) or session.num_faces)
         with user_errors("encoding the face"):
             if session.kind == "photo":
                 report = _progress_callback(progress, span=0.8) if progress is not None else None
                 session = studio.encode_photo(
                     session.photo,
-                    face_index=session.face_index,
+                    face_index=face_index,
                     T_inv=preset.T_inv,
                     progress=report,
                     cache=state.cache,
@@ -410,9 +466,11 @@ class Handlers:
                 session = studio.encode_aligned(
                     session.photo, T_inv=preset.T_inv, progress=report, cache=state.cache
                 )
-            return self.session_outputs(
+            out = self.session_outputs(
                 studio, state.replace(session=session), mode, quality, progress, progress_start=0.8
             )
+        out.update(self._faces_outputs(out["state"]))
+        return out
 
     # ------------------------------------------------------------------ editing
 
@@ -449,6 +507,8 @@ class Handlers:
         seed: int | None,
         progress: Any = None,
         paste: str = DEFAULT_PASTE,
+        *,
+        measure: bool = True,
     ) -> Any:
         with user_errors("rendering the edit"):
             return studio.render(
@@ -460,6 +520,7 @@ class Handlers:
                 seed=seed,
                 custom_attributes=state.custom,
                 paste=paste or DEFAULT_PASTE,
+                measure=measure,
                 progress=_progress_callback(progress) if progress is not None else None,
             )
 
@@ -501,14 +562,21 @@ class Handlers:
         preset = _preset(quality)
         preview_steps = QUALITY_PRESETS[PREVIEW].T_render
         if preset.T_render > preview_steps:
+            # The preview is not measured (no encoder pass, no target correction): the chart
+            # keeps its last honest state until the final image is measured.
             quick = self._render(
-                studio, state, strengths, targets, locks, preview_steps, seed_value, paste=paste
+                studio,
+                state,
+                strengths,
+                targets,
+                locks,
+                preview_steps,
+                seed_value,
+                paste=paste,
+                measure=False,
             )
             yield {
                 "edited_crop": quick.face_crop,
-                "chart": probability_chart_html(
-                    before, dict(quick.probabilities_after), highlight=moved
-                ),
                 "status": f"Preview ({preview_steps} steps); rendering the final image…",
             }
         result = self._render(
@@ -519,9 +587,12 @@ class Handlers:
             "edited_crop": result.face_crop,
             "compare": (_original(state), files["png"]),
             "chart": probability_chart_html(
-                before, dict(result.probabilities_after), highlight=moved
+                before,
+                dict(result.probabilities_after),
+                asked=dict(result.probabilities_asked),
+                highlight=moved,
             ),
-            "status": _edit_summary(result.strengths, locks, preset.T_render),
+            "status": _edit_summary(result, targets, locks, preset.T_render),
             "dl_png": gr.update(value=files["png"], interactive=True),
             "dl_crop": gr.update(value=files["crop"], interactive=True),
             "dl_recipe": gr.update(value=files["recipe"], interactive=True),
@@ -536,15 +607,18 @@ class Handlers:
         return self.slider_updates(state, mode, before)
 
     def on_reset(self, mode: str, state: UserState) -> Outputs:
-        """Every slider back to neutral, no locks, the edit cleared."""
+        """Every slider back to neutral, no locks, the edit view back to the reconstruction."""
         state = self._state(state)
         studio = self.studio(state)
         with user_errors("reading the attributes"):
             before = self._before(studio, state)
         out = self.slider_updates(state, mode, before)
-        out.update(self._clear_results())
-        out["chart"] = probability_chart_html(before)
-        out["status"] = "Reset: sliders back to neutral."
+        out.update(self._unedited_outputs(state, before))
+        out["status"] = (
+            "Reset: sliders back to neutral; showing the unedited reconstruction."
+            if state.session is not None
+            else "Reset: sliders back to neutral."
+        )
         return out
 
     # ------------------------------------------------------------------ random faces
@@ -670,13 +744,20 @@ class Handlers:
         neg = [_file_path(f) for f in negatives or []]
         if progress is not None:
             progress(0.1, desc=f"encoding {len(pos) + len(neg)} example faces")
+        pos_codes, skipped = self._example_codes(studio, pos, bool(aligned), "with")
+        neg_codes, skipped_neg = self._example_codes(studio, neg, bool(aligned), "without")
+        skipped += skipped_neg
+        for kind, codes in (("with", pos_codes), ("without", neg_codes)):
+            if len(codes) < MIN_CUSTOM_EXAMPLES:
+                raise gr.Error(
+                    f"need at least {MIN_CUSTOM_EXAMPLES} usable photos {kind} the attribute, "
+                    f"got {len(codes)}" + (f" (skipped {'; '.join(skipped)})" if skipped else ""),
+                    print_exception=False,
+                )
+        if skipped:
+            gr.Warning(f"skipped {len(skipped)} unusable photo(s): {'; '.join(skipped)}")
         with user_errors("training the custom attribute"):
-            classifier = studio.custom_attribute(
-                [load_photo(p) for p in pos],
-                [load_photo(p) for p in neg],
-                name,
-                aligned=bool(aligned),
-            )
+            classifier = studio.custom_attribute(pos_codes, neg_codes, name)
             custom = tuple(c for c in state.custom if name not in c.attribute_names)
             custom = (*custom, classifier)[-_custom_capacity(self.bank) :]
             path = state.output_dir(f"custom-{_safe(name)}") / f"{_safe(name)}.safetensors"
@@ -691,7 +772,8 @@ class Handlers:
         out: Outputs = {
             "state": state,
             "custom_status": f"Added the slider **{attribute_label(name)}** to the Edit tab "
-            f"(group 'Custom'; {len(pos)} with, {len(neg)} without"
+            f"(group 'Custom'; {len(pos_codes)} with, {len(neg_codes)} without"
+            + (f", skipped {len(skipped)} unusable" if skipped else "")
             + (f", training accuracy {accuracy:.0%}" if accuracy is not None else "")
             + "). It lasts for this session; download the artefact to keep it.",
             "custom_file": str(path),
@@ -703,6 +785,19 @@ class Handlers:
             out["chart"] = probability_chart_html(before)
         return out
 
+    def _example_codes(
+        self, studio: Any, paths: Sequence[str], aligned: bool, kind: str
+    ) -> tuple[list[Any], list[str]]:
+        """z_sem of each usable example, and 'name: why' for each skipped one."""
+        codes, skipped = [], []
+        for path in paths:
+            try:
+                with user_errors(f"encoding an example {kind} the attribute"):
+                    codes.append(studio.semantic_codes([load_photo(path)], aligned=aligned)[0])
+            except gr.Error as error:
+                skipped.append(f"{_display_name(path)} ({error.message})")
+        return codes, skipped
+
     # ------------------------------------------------------------------ model selector
 
     def on_load_model(
@@ -712,8 +807,20 @@ class Handlers:
         spec = (spec or "").strip() or self.models.default_spec
         if progress is not None:
             progress(0.2, desc=f"loading {spec}")
-        with user_errors("loading the model"):
-            studio = self.models.get(spec, owner=state.uid)
+        try:
+            with user_errors("loading the model"):
+                studio = self.models.get(spec, owner=state.uid)
+        except gr.Error as error:
+            # Raising would mark every output of this event as failed (red badges over the
+            # whole page) and leave the selector on a model that is not loaded. Say why once,
+            # and keep the session on its model, face and edit, fully usable.
+            gr.Warning(error.message)
+            current = self.studio(state)
+            return {
+                "model_choice": gr.update(value=state.model or self.models.default_spec),
+                "status": f"⚠️ {error.message.rstrip('.')}. This session keeps the model "
+                f"**{current.model_id}**.",
+            }
         state = UserState(
             uid=state.uid,
             cache=state.cache,
@@ -825,7 +932,10 @@ class Handlers:
             "api_result": {
                 "strengths": dict(result.strengths),
                 "probabilities_before": dict(result.probabilities_before),
+                # measured on the rendered result (encoded again); "asked": the edited code's
                 "probabilities_after": dict(result.probabilities_after),
+                "probabilities_asked": dict(result.probabilities_asked),
+                "corrected": bool(result.corrected),
                 "recipe": result.recipe.to_dict(),
                 "photo_size": list(result.photo.size),
                 "paste": result.paste,
@@ -897,15 +1007,34 @@ def crop_caption(session: Any) -> str:
     return "Aligned face (no detection)"
 
 
+def _face_index(choice: Any, count: int) -> int:
+    """'Face 2' -> 1 (the picker's labels count from 1)."""
+    try:
+        index = int(str(choice).split()[-1]) - 1
+    except (ValueError, IndexError):
+        raise gr.Error(f"unknown face {choice!r}", print_exception=False) from None
+    if not 0 <= index < max(1, count):
+        raise gr.Error(f"there is no {choice} in this photo", print_exception=False)
+    return index
+
+
 def _original(state: UserState) -> Image.Image | str:
     return state.photo_file or state.session.photo
 
 
-def _edit_summary(strengths: dict[str, float], locks: Sequence[str], steps: int) -> str:
+def _edit_summary(result: Any, targets: dict[str, float], locks: Sequence[str], steps: int) -> str:
+    """One status line: strengths applied, targets asked vs measured on the result, locks."""
     moved = ", ".join(
-        f"{attribute_label(k)} {v:+.2f}" for k, v in strengths.items() if abs(v) > 1e-9
+        f"{attribute_label(k)} {v:+.2f}" for k, v in result.strengths.items() if abs(v) > 1e-9
     )
     text = f"Rendered with {steps} steps" + (f": {moved}" if moved else " (no edit)")
+    if targets:
+        got = result.probabilities_after
+        reached = "; ".join(
+            f"{attribute_label(k)} target {100 * v:.0f}%, got {100 * got.get(k, v):.0f}%"
+            for k, v in targets.items()
+        )
+        text += f". {reached}" + (" (after one corrective step)" if result.corrected else "")
     if locks:
         text += f"; kept fixed: {', '.join(attribute_label(n) for n in locks)}"
     return text + "."
@@ -919,6 +1048,11 @@ def _write_text(path: Any, text: str) -> str:
 
 def _file_path(item: Any) -> str:
     return item if isinstance(item, str) else str(getattr(item, "name", item))
+
+
+def _display_name(path: str) -> str:
+    """The uploaded file's name as the user knows it (Gradio keeps it in its cache path)."""
+    return html.escape(Path(path).name, quote=False)
 
 
 def _safe(name: str) -> str:

@@ -153,17 +153,26 @@ def values_by_name(mapping: SlotMap, values: Sequence[float | None]) -> dict[str
 # Probability readout
 
 
+#: "asked" is shown beside "got" when they differ by more than this (probability units).
+ASKED_SHOWN_ABOVE = 0.1
+
+
 def probability_chart_html(
     before: Mapping[str, float],
     after: Mapping[str, float] | None = None,
     *,
+    asked: Mapping[str, float] | None = None,
     order: Sequence[str] | None = None,
     highlight: Iterable[str] = (),
+    after_label: str = "after",
 ) -> str:
     """A compact before/after bar chart of attribute probabilities as self-contained HTML.
 
-    Grey bar: the encoded face; coloured bar: the edit. Attributes in ``highlight`` (the ones
-    moved by the user) are listed first and in bold.
+    Grey bar: the encoded face; coloured bar: the result, *measured on the rendered image*
+    (``after``). Where the edited code asked for something else (``asked``, the classifier on
+    the code) by more than :data:`ASKED_SHOWN_ABOVE`, a dark tick marks what was asked and
+    the row says "asked N%": the picture did not follow. Attributes in ``highlight`` (the
+    ones moved by the user) are listed first and in bold.
     """
     if not before:
         return "<div class='prob-chart prob-empty'>Upload a photo to see attribute probabilities.</div>"
@@ -171,9 +180,13 @@ def probability_chart_html(
     moved = [n for n in names if n in set(highlight)]
     names = moved + [n for n in names if n not in moved]
     rows = []
+    any_asked = False
     for name in names:
         b = float(before.get(name, 0.0))
         a = None if after is None else float(after.get(name, b))
+        wanted = None if asked is None or a is None else asked.get(name)
+        differs = wanted is not None and abs(float(wanted) - a) > ASKED_SHOWN_ABOVE
+        any_asked = any_asked or differs
         label = html.escape(attribute_label(name))
         bold = " prob-moved" if name in moved else ""
         after_bar = (
@@ -181,17 +194,30 @@ def probability_chart_html(
             if a is not None
             else ""
         )
+        tick = (
+            f"<div class='prob-asked' style='left:{100 * float(wanted):.1f}%'></div>"
+            if differs
+            else ""
+        )
         value = f"{100 * b:.0f}%" if a is None else f"{100 * b:.0f}% → {100 * a:.0f}%"
+        if differs:
+            value += f"<br><span class='prob-asked-text'>asked {100 * float(wanted):.0f}%</span>"
         rows.append(
             f"<div class='prob-row{bold}' data-attribute='{html.escape(name)}'>"
             f"<span class='prob-name'>{label}</span>"
             f"<div class='prob-track'><div class='prob-bar prob-before' "
-            f"style='width:{100 * b:.1f}%'></div>{after_bar}</div>"
+            f"style='width:{100 * b:.1f}%'></div>{after_bar}{tick}</div>"
             f"<span class='prob-value'>{value}</span></div>"
         )
     legend = (
         "<div class='prob-legend'><span class='prob-key prob-before'></span>before"
-        + ("<span class='prob-key prob-after'></span>after" if after is not None else "")
+        + (
+            f"<span class='prob-key prob-after'></span>{html.escape(after_label)} "
+            "(measured on the result)"
+            if after is not None
+            else ""
+        )
+        + ("<span class='prob-key prob-asked-key'></span>asked" if any_asked else "")
         + "</div>"
     )
     return f"<div class='prob-chart'>{legend}{''.join(rows)}</div>"
@@ -207,7 +233,11 @@ CSS = """
 .prob-bar { position: absolute; left: 0; border-radius: 2px; }
 .prob-before { top: 0; height: 45%; background: #9ca3af; }
 .prob-after { bottom: 0; height: 55%; background: #f97316; }
-.prob-value { text-align: right; font-variant-numeric: tabular-nums; }
+.prob-value { text-align: right; font-variant-numeric: tabular-nums; line-height: 1.1; }
+.prob-asked { position: absolute; top: -2px; bottom: -2px; width: 2px; margin-left: -1px;
+              background: var(--body-text-color); }
+.prob-asked-text { font-size: 0.85em; color: var(--body-text-color-subdued); }
+.prob-key.prob-asked-key { background: var(--body-text-color); width: 2px; }
 .prob-legend { margin-bottom: 0.3em; }
 .prob-key { display: inline-block; position: static; width: 1.2em; height: 0.7em;
             margin: 0 0.3em 0 0.8em; }
@@ -216,6 +246,12 @@ CSS = """
 #aligned-crop img, #reconstruction img, #edited-crop img, #interp-gif img {
   width: 100%; height: 100%; object-fit: contain; }
 #interp-strip img { width: 100%; height: auto; }
+/* Before/after: Gradio sizes the two layers by their natural aspect (taller than the box for
+   portraits) and centres only one of them, so they sat apart and the face was cut off. Both
+   layers fill the same box and letterbox the photo the same way. */
+#compare .content img { width: 100% !important; height: 100% !important;
+  max-height: none !important; object-fit: contain !important; }
+#compare .content img.fixed { top: 0 !important; left: 0 !important; }
 """
 
 # Client-side slider search. Matching is on the label (and the elem_id); hiding is done by a

@@ -126,6 +126,7 @@ def describe(studio: Any, spec: str, notice: str = "") -> str:
         f"{len(names)} attribute sliders" if names else "no attribute classifier",
         "random faces" if getattr(studio, "has_latent_dpm", False) else "no random faces",
         f"on {str(studio.device).upper()}",
+        _precision_text(studio),
     ]
     text = f"**Model:** `{studio.model_id}` ({', '.join(parts)})"
     if is_bundled(spec):
@@ -137,6 +138,14 @@ def describe(studio: Any, spec: str, notice: str = "") -> str:
     if notice:
         text = f"⚠️ {notice}  \n" + text
     return text
+
+
+def _precision_text(studio: Any) -> str:
+    """'bfloat16, chosen at start-up: <why>' for "auto", else the precision as given."""
+    choice = getattr(studio, "precision_choice", None)
+    if choice is not None:
+        return f"{choice.precision}, chosen at start-up: {choice.reason.split(': ', 1)[-1]}"
+    return str(getattr(studio, "precision", "float32"))
 
 
 class ModelRegistry:

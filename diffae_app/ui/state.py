@@ -52,6 +52,10 @@ class UserState:
         photo_file: the photo as a file, the 'before' side of the before/after view.
         cache: this user's encodings and detections (re-uploads and face picks are free);
             shared by the states one session derives, never by two sessions.
+        recon_files: the unedited reconstruction's files (``png``: pasted back into the
+            photo, ``crop``, ``recipe``), what the edit view shows before any edit and
+            after Reset.
+        recon_probabilities: attribute probabilities measured on the reconstruction.
     """
 
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -65,6 +69,8 @@ class UserState:
     psnr: float | None = None
     photo_file: str | None = None
     cache: EncodingCache = field(default_factory=EncodingCache, repr=False)
+    recon_files: dict[str, str] | None = None
+    recon_probabilities: dict[str, float] | None = None
 
     def replace(self, **changes: Any) -> UserState:
         return dataclasses.replace(self, **changes)
