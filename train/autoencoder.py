@@ -26,6 +26,7 @@ from torch import nn
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
 from diffae_app.diffusion import eps_loss, make_schedule, p2_weights
+from diffae_app.metrics import psnr_db
 from diffae_app.models import AutoencoderNet
 from diffae_app.training.cli import HelpFormatter, training_extras_error
 from diffae_app.training.data import BatchReader, DatasetError, open_dataset
@@ -168,8 +169,8 @@ class AutoencoderStage:
         recon = ddim_sample(net, x_T, sched, cond=z)
         grid = make_grid(torch.cat([x, z_only, recon]).add(1).div(2).clamp(0, 1), nrow=8)
         writer.add_image("samples/input_zsem_inverted", grid, step)
-        mse = (recon - x).square().mean().item()
-        psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+        # One PSNR over the 8 images pooled (not a mean of per-image values), on [0, 1] pixels.
+        psnr = psnr_db(recon.add(1).div(2).reshape(1, -1), x.add(1).div(2).reshape(1, -1)).item()
         writer.add_scalar("eval/recon_psnr_T20", psnr, step)
         return {"recon_psnr_T20": round(psnr, 2)}
 
