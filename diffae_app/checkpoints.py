@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .classifier import CELEBA_ATTRIBUTES, AttributeClassifier, ClassifierError
 from .config import ModelConfig, preset
 from .models import AutoencoderNet, LatentNet
 from .official_fields import UnsupportedField, has_architecture, official_config
+from .safetensors_io import read_safetensors
 
 BUNDLE_FORMAT = "diffae-studio-bundle"
 BUNDLE_VERSION = 1
@@ -401,14 +401,6 @@ class Bundle:
     classifiers: dict[str, AttributeClassifier]
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated?): {exc}") from None
-
-
 def read_bundle_config(directory: str | os.PathLike) -> ModelConfig:
     directory = Path(directory)
     config_path = directory / "config.json"
@@ -436,11 +428,11 @@ def read_bundle(directory: str | os.PathLike) -> Bundle:
     auto_path = directory / "autoencoder.safetensors"
     if not auto_path.is_file():
         raise CheckpointError(f"{directory}: bundle lacks autoencoder.safetensors")
-    autoencoder = _read_safetensors(auto_path)
+    autoencoder = read_safetensors(auto_path, error=CheckpointError)[1]
     latent = z_mean = z_std = None
     latent_path = directory / "latent_net.safetensors"
     if latent_path.is_file():
-        latent = _read_safetensors(latent_path)
+        latent = read_safetensors(latent_path, error=CheckpointError)[1]
         z_mean, z_std = latent.pop("z_mean", None), latent.pop("z_std", None)
         if z_mean is None or z_std is None:
             raise CheckpointError(f"{latent_path}: lacks the z_mean/z_std statistics")

@@ -22,6 +22,7 @@ import torch
 from ..checkpoints import CheckpointError, check_state_dict, read_bundle_config, save_bundle
 from ..classifier import AttributeClassifier, ClassifierError
 from ..config import ModelConfig, SamplerConfig
+from ..safetensors_io import read_safetensors
 from .runs import quality_warnings
 from .state import TrainingStateError, list_checkpoints, load_checkpoint
 
@@ -186,8 +187,6 @@ def load_autoencoder_source(
     if not path.is_dir():
         raise ExportError(f"{source}: no such bundle or run folder")
     if (path / "config.json").is_file():
-        from safetensors.torch import load_file
-
         try:
             config = read_bundle_config(path)
         except CheckpointError as exc:
@@ -195,10 +194,7 @@ def load_autoencoder_source(
         weights = path / "autoencoder.safetensors"
         if not weights.is_file():
             raise ExportError(f"{path}: bundle lacks autoencoder.safetensors")
-        try:
-            tensors = load_file(str(weights))
-        except Exception as exc:  # safetensors raises several types for a bad header
-            raise ExportError(f"{weights}: unreadable safetensors file: {exc}") from None
+        tensors = read_safetensors(weights, error=ExportError)[1]
         return config.replace(latent_net=None), tensors, f"bundle {path}"
     if not (path / "options.json").is_file():
         raise ExportError(f"{path}: neither a bundle (config.json) nor a run folder (options.json)")
