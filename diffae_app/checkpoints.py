@@ -19,8 +19,10 @@ import json
 import os
 import pickle
 import re
+import shutil
+import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -386,6 +388,40 @@ def save_bundle(
     if model_card is not None:
         (directory / "README.md").write_text(model_card)
     return directory
+
+
+def write_bundle_into_place(out_dir: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write a bundle with ``write(folder)`` into a temporary sibling of ``out_dir``, give it
+    ordinary permissions, then swap it into place: nobody sees a half-written bundle, and a
+    failure (also one raised by ``write`` after checking the folder) leaves ``out_dir`` as it was.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write(staging)
+        _share_permissions(staging)
+        if out_dir.exists():
+            old = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _share_permissions(folder: Path) -> None:
+    """The usual umask-based modes: mkdtemp makes 0700 folders and safetensors 0600 files,
+    which would hide a shipped bundle from other users (a web server, a container)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 @dataclass(frozen=True)
