@@ -190,32 +190,7 @@ def load_official(
             raise CheckpointError(str(exc)) from None
     znormalize = True
     if config is None:
-        hparams = state.get("hyper_parameters")
-        hparams = dict(hparams) if isinstance(hparams, Mapping) else {}
-        if has_architecture({**hparams, **(official_fields or {})}):
-            try:
-                described = official_config(
-                    hparams,
-                    name=name,
-                    has_latent_weights=bool(latent),
-                    fields=official_fields,
-                )
-            except UnsupportedField as exc:
-                raise CheckpointError(f"{path}: {exc}") from None
-            config, znormalize = described.config, described.latent_znormalize
-        elif official_fields:
-            raise CheckpointError(
-                f"{path}: stores no hyper-parameters, so official_fields has nothing to "
-                "complete; state img_size, net_ch and net_ch_mult too, or pass a config"
-            )
-        else:
-            try:
-                config = preset(name)
-            except ValueError:
-                raise CheckpointError(
-                    f"{path}: no stored hyper-parameters to rebuild the architecture from; "
-                    "pass a preset, e.g. config='ffhq256_autoenc_latent'"
-                ) from None
+        config, znormalize = _described_config(path, state, name, bool(latent), official_fields)
     if (
         latent
         and config.latent_net is None
@@ -231,24 +206,7 @@ def load_official(
         latent = {}
     z_mean = z_std = None
     if latent:
-        width = config.latent_net.num_channels
-        if znormalize:
-            if "conds_mean" not in sd or "conds_std" not in sd:
-                raise CheckpointError(
-                    f"{path}: latent DPM without its conds_mean/conds_std statistics "
-                    "(latent_znormalize=True needs them)"
-                )
-            z_mean = sd["conds_mean"].reshape(-1).float()
-            z_std = sd["conds_std"].reshape(-1).float()
-            if z_mean.numel() != width or z_std.numel() != width:
-                raise CheckpointError(
-                    f"{path}: conds_mean/conds_std hold {z_mean.numel()} values, the latent "
-                    f"DPM's codes are {width}-d"
-                )
-        else:
-            # latent_znormalize=False: the latent DPM models z_sem itself; identity stats
-            # make the de-normalisation exact (z * 1 + 0).
-            z_mean, z_std = torch.zeros(width), torch.ones(width)
+        z_mean, z_std = _latent_statistics(path, sd, config.latent_net.num_channels, znormalize)
     _check_buildable(config, path)
     return OfficialWeights(
         config=config,
@@ -258,6 +216,65 @@ def load_official(
         z_std=z_std,
         global_step=state.get("global_step"),
     )
+
+
+def _described_config(
+    path: Path,
+    state: Mapping[str, Any],
+    name: str,
+    has_latent_weights: bool,
+    official_fields: Mapping[str, Any] | None,
+) -> tuple[ModelConfig, bool]:
+    """(config, latent_znormalize) from the checkpoint's stored hyper-parameters completed by
+    ``official_fields``, else from the preset its folder is named after."""
+    hparams = state.get("hyper_parameters")
+    hparams = dict(hparams) if isinstance(hparams, Mapping) else {}
+    if has_architecture({**hparams, **(official_fields or {})}):
+        try:
+            described = official_config(
+                hparams,
+                name=name,
+                has_latent_weights=has_latent_weights,
+                fields=official_fields,
+            )
+        except UnsupportedField as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        return described.config, described.latent_znormalize
+    if official_fields:
+        raise CheckpointError(
+            f"{path}: stores no hyper-parameters, so official_fields has nothing to "
+            "complete; state img_size, net_ch and net_ch_mult too, or pass a config"
+        )
+    try:
+        return preset(name), True
+    except ValueError:
+        raise CheckpointError(
+            f"{path}: no stored hyper-parameters to rebuild the architecture from; "
+            "pass a preset, e.g. config='ffhq256_autoenc_latent'"
+        ) from None
+
+
+def _latent_statistics(
+    path: Path, sd: Mapping[str, torch.Tensor], width: int, znormalize: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_mean, z_std) the latent DPM's codes are normalised by."""
+    if not znormalize:
+        # latent_znormalize=False: the latent DPM models z_sem itself; identity stats
+        # make the de-normalisation exact (z * 1 + 0).
+        return torch.zeros(width), torch.ones(width)
+    if "conds_mean" not in sd or "conds_std" not in sd:
+        raise CheckpointError(
+            f"{path}: latent DPM without its conds_mean/conds_std statistics "
+            "(latent_znormalize=True needs them)"
+        )
+    z_mean = sd["conds_mean"].reshape(-1).float()
+    z_std = sd["conds_std"].reshape(-1).float()
+    if z_mean.numel() != width or z_std.numel() != width:
+        raise CheckpointError(
+            f"{path}: conds_mean/conds_std hold {z_mean.numel()} values, the latent "
+            f"DPM's codes are {width}-d"
+        )
+    return z_mean, z_std
 
 
 def _check_buildable(config: ModelConfig, path: Path) -> None:
