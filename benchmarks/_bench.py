@@ -106,12 +106,6 @@ def count_flops(function: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two image batches in [0, 1] (inf when identical)."""
-    mse = (a.float() - b.float()).pow(2).mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 def random_model(
     config_name: str, *, precision: str, device: torch.device, seed: int = 0
 ) -> DiffAE:

@@ -39,12 +39,12 @@ from _bench import (
     fast_precisions,
     machine_line,
     pick_device,
-    psnr,
     random_model,
     table,
 )
 
 from diffae_app.imaging import image_to_tensor
+from diffae_app.metrics import pooled_psnr_db
 from diffae_app.session import QUALITY_PRESETS, QualityPreset
 
 
@@ -107,7 +107,7 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
             studio.render(session, strengths(value), T_render=preset.T_render)
             renders.append(time.perf_counter() - t0)
         recon = studio.reconstruct(session, T_render=preset.T_render).crop
-        quality = psnr(_pil(recon), _pil(session.crop))
+        quality = pooled_psnr_db(_pil(recon), _pil(session.crop))
         rows.append(
             [
                 precision,
@@ -203,7 +203,7 @@ def batched_rows(model, session, precision: str, args: argparse.Namespace) -> li
         _fmt(t1 - t0),
         _fmt(t2 - t1),
         f"{(t1 - t0) / (t2 - t1):.2f}×",
-        f"{psnr(batched, singles):.1f}",
+        f"{pooled_psnr_db(batched, singles):.1f}",
     ]
 
 

@@ -28,7 +28,6 @@ from _bench import (
     fast_precisions,
     machine_line,
     pick_device,
-    psnr,
     random_model,
     table,
 )
@@ -36,6 +35,7 @@ from _bench import (
 from diffae_app import DiffAE
 from diffae_app.config import OFFICIAL_SAMPLER
 from diffae_app.data.synthfaces import HELDOUT_SEED_START, generate
+from diffae_app.metrics import pooled_psnr_db
 
 OFFICIAL_HABIT = (250, 20)
 
@@ -84,7 +84,7 @@ def study(
             )
             render_s.setdefault(T_render, []).append((time.perf_counter() - start) / len(x))
             quality[(T_inv, T_render)] = float(
-                np.mean([psnr(images[i], target[i]) for i in range(len(x))])
+                np.mean([pooled_psnr_db(images[i], target[i]) for i in range(len(x))])
             )
             print(
                 f"  T_inv {T_inv:>3} T_render {T_render:>3}: {quality[(T_inv, T_render)]:.2f} dB",
@@ -164,7 +164,7 @@ def main() -> None:
         rows = []
         for T in [t for t in (10, 20, 50) if t in args.steps]:
             x_T, z_sem = ref[3][T]
-            same = psnr(bf16.render(x_T, z_sem, T=T), reference.render(x_T, z_sem, T=T))
+            same = pooled_psnr_db(bf16.render(x_T, z_sem, T=T), reference.render(x_T, z_sem, T=T))
             rows.append(
                 [
                     T,

@@ -48,7 +48,6 @@ from _bench import (
     matmul_rate,
     median_time,
     pick_device,
-    psnr,
     random_model,
     seconds,
     table,
@@ -57,6 +56,7 @@ from _bench import (
 
 from diffae_app import DiffAE
 from diffae_app.diffusion import ddim_invert, ddim_sample
+from diffae_app.metrics import pooled_psnr_db
 
 
 @dataclass
@@ -258,7 +258,7 @@ def run_config(args: argparse.Namespace, config_name: str, rates: dict[str, floa
                 base = {"enc": enc, "fwd": fwd, "render": render_s, "inv": inv}
                 reference_render = image
             fidelity = (
-                psnr(image, reference_render)
+                pooled_psnr_db(image, reference_render)
                 if image is not None and reference_render is not None
                 else math.nan
             )

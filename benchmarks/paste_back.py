@@ -48,6 +48,7 @@ from diffae_app.data.synthfaces import (
 from diffae_app.evaluate import DEFAULT_JUDGE_DIR
 from diffae_app.imaging import load_image
 from diffae_app.judge import images_to_tensor, load_judge
+from diffae_app.metrics import pooled_psnr_db
 from diffae_app.paste import PASTE_MODES
 from diffae_app.pipeline import Studio
 
@@ -75,9 +76,8 @@ def laplacian_variance(gray: np.ndarray, region: np.ndarray) -> float:
 
 
 def psnr(a: Image.Image, b: Image.Image, region: np.ndarray) -> float:
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    mse = float((diff[region] ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    """PSNR in dB of two 8-bit photos over the pixels in ``region`` (inf when identical)."""
+    return pooled_psnr_db(a, b, peak=255.0, region=region)
 
 
 def high_pass(image: Image.Image) -> np.ndarray:

@@ -19,20 +19,22 @@ import json
 import os
 import pickle
 import re
+import shutil
+import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .classifier import CELEBA_ATTRIBUTES, AttributeClassifier, ClassifierError
 from .config import ModelConfig, preset
 from .models import AutoencoderNet, LatentNet
 from .official_fields import UnsupportedField, has_architecture, official_config
+from .safetensors_io import read_safetensors
 
 BUNDLE_FORMAT = "diffae-studio-bundle"
 BUNDLE_VERSION = 1
@@ -188,32 +190,7 @@ def load_official(
             raise CheckpointError(str(exc)) from None
     znormalize = True
     if config is None:
-        hparams = state.get("hyper_parameters")
-        hparams = dict(hparams) if isinstance(hparams, Mapping) else {}
-        if has_architecture({**hparams, **(official_fields or {})}):
-            try:
-                described = official_config(
-                    hparams,
-                    name=name,
-                    has_latent_weights=bool(latent),
-                    fields=official_fields,
-                )
-            except UnsupportedField as exc:
-                raise CheckpointError(f"{path}: {exc}") from None
-            config, znormalize = described.config, described.latent_znormalize
-        elif official_fields:
-            raise CheckpointError(
-                f"{path}: stores no hyper-parameters, so official_fields has nothing to "
-                "complete; state img_size, net_ch and net_ch_mult too, or pass a config"
-            )
-        else:
-            try:
-                config = preset(name)
-            except ValueError:
-                raise CheckpointError(
-                    f"{path}: no stored hyper-parameters to rebuild the architecture from; "
-                    "pass a preset, e.g. config='ffhq256_autoenc_latent'"
-                ) from None
+        config, znormalize = _described_config(path, state, name, bool(latent), official_fields)
     if (
         latent
         and config.latent_net is None
@@ -229,24 +206,7 @@ def load_official(
         latent = {}
     z_mean = z_std = None
     if latent:
-        width = config.latent_net.num_channels
-        if znormalize:
-            if "conds_mean" not in sd or "conds_std" not in sd:
-                raise CheckpointError(
-                    f"{path}: latent DPM without its conds_mean/conds_std statistics "
-                    "(latent_znormalize=True needs them)"
-                )
-            z_mean = sd["conds_mean"].reshape(-1).float()
-            z_std = sd["conds_std"].reshape(-1).float()
-            if z_mean.numel() != width or z_std.numel() != width:
-                raise CheckpointError(
-                    f"{path}: conds_mean/conds_std hold {z_mean.numel()} values, the latent "
-                    f"DPM's codes are {width}-d"
-                )
-        else:
-            # latent_znormalize=False: the latent DPM models z_sem itself; identity stats
-            # make the de-normalisation exact (z * 1 + 0).
-            z_mean, z_std = torch.zeros(width), torch.ones(width)
+        z_mean, z_std = _latent_statistics(path, sd, config.latent_net.num_channels, znormalize)
     _check_buildable(config, path)
     return OfficialWeights(
         config=config,
@@ -256,6 +216,65 @@ def load_official(
         z_std=z_std,
         global_step=state.get("global_step"),
     )
+
+
+def _described_config(
+    path: Path,
+    state: Mapping[str, Any],
+    name: str,
+    has_latent_weights: bool,
+    official_fields: Mapping[str, Any] | None,
+) -> tuple[ModelConfig, bool]:
+    """(config, latent_znormalize) from the checkpoint's stored hyper-parameters completed by
+    ``official_fields``, else from the preset its folder is named after."""
+    hparams = state.get("hyper_parameters")
+    hparams = dict(hparams) if isinstance(hparams, Mapping) else {}
+    if has_architecture({**hparams, **(official_fields or {})}):
+        try:
+            described = official_config(
+                hparams,
+                name=name,
+                has_latent_weights=has_latent_weights,
+                fields=official_fields,
+            )
+        except UnsupportedField as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        return described.config, described.latent_znormalize
+    if official_fields:
+        raise CheckpointError(
+            f"{path}: stores no hyper-parameters, so official_fields has nothing to "
+            "complete; state img_size, net_ch and net_ch_mult too, or pass a config"
+        )
+    try:
+        return preset(name), True
+    except ValueError:
+        raise CheckpointError(
+            f"{path}: no stored hyper-parameters to rebuild the architecture from; "
+            "pass a preset, e.g. config='ffhq256_autoenc_latent'"
+        ) from None
+
+
+def _latent_statistics(
+    path: Path, sd: Mapping[str, torch.Tensor], width: int, znormalize: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_mean, z_std) the latent DPM's codes are normalised by."""
+    if not znormalize:
+        # latent_znormalize=False: the latent DPM models z_sem itself; identity stats
+        # make the de-normalisation exact (z * 1 + 0).
+        return torch.zeros(width), torch.ones(width)
+    if "conds_mean" not in sd or "conds_std" not in sd:
+        raise CheckpointError(
+            f"{path}: latent DPM without its conds_mean/conds_std statistics "
+            "(latent_znormalize=True needs them)"
+        )
+    z_mean = sd["conds_mean"].reshape(-1).float()
+    z_std = sd["conds_std"].reshape(-1).float()
+    if z_mean.numel() != width or z_std.numel() != width:
+        raise CheckpointError(
+            f"{path}: conds_mean/conds_std hold {z_mean.numel()} values, the latent "
+            f"DPM's codes are {width}-d"
+        )
+    return z_mean, z_std
 
 
 def _check_buildable(config: ModelConfig, path: Path) -> None:
@@ -388,6 +407,40 @@ def save_bundle(
     return directory
 
 
+def write_bundle_into_place(out_dir: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write a bundle with ``write(folder)`` into a temporary sibling of ``out_dir``, give it
+    ordinary permissions, then swap it into place: nobody sees a half-written bundle, and a
+    failure (also one raised by ``write`` after checking the folder) leaves ``out_dir`` as it was.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write(staging)
+        _share_permissions(staging)
+        if out_dir.exists():
+            old = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _share_permissions(folder: Path) -> None:
+    """The usual umask-based modes: mkdtemp makes 0700 folders and safetensors 0600 files,
+    which would hide a shipped bundle from other users (a web server, a container)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A bundle read from disk (tensors loaded, networks not yet built)."""
@@ -399,14 +452,6 @@ class Bundle:
     z_mean: torch.Tensor | None
     z_std: torch.Tensor | None
     classifiers: dict[str, AttributeClassifier]
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated?): {exc}") from None
 
 
 def read_bundle_config(directory: str | os.PathLike) -> ModelConfig:
@@ -436,11 +481,11 @@ def read_bundle(directory: str | os.PathLike) -> Bundle:
     auto_path = directory / "autoencoder.safetensors"
     if not auto_path.is_file():
         raise CheckpointError(f"{directory}: bundle lacks autoencoder.safetensors")
-    autoencoder = _read_safetensors(auto_path)
+    autoencoder = read_safetensors(auto_path, error=CheckpointError)[1]
     latent = z_mean = z_std = None
     latent_path = directory / "latent_net.safetensors"
     if latent_path.is_file():
-        latent = _read_safetensors(latent_path)
+        latent = read_safetensors(latent_path, error=CheckpointError)[1]
         z_mean, z_std = latent.pop("z_mean", None), latent.pop("z_std", None)
         if z_mean is None or z_std is None:
             raise CheckpointError(f"{latent_path}: lacks the z_mean/z_std statistics")

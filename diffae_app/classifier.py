@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
+
+from .safetensors_io import read_safetensors
 
 FORMAT = "diffae-studio-classifier"
 
@@ -45,11 +46,9 @@ def read_header(path: str | Path) -> dict[str, str] | None:
     """The metadata of a classifier artefact without reading its tensors; None when the file
     is not one."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # safetensors raises several types for a bad header
+        return read_safetensors(path, error=ClassifierError, file_format=FORMAT, tensors=False)[0]
+    except ClassifierError:
         return None
-    return meta if meta.get("format") == FORMAT else None
 
 
 def find_classifiers(fingerprint: str, folder: str | Path | None = None) -> list[Path]:
@@ -168,17 +167,13 @@ class AttributeClassifier:
         path = Path(path)
         if not path.is_file():
             raise ClassifierError(f"classifier file {path} does not exist")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as exc:  # safetensors raises several types for a bad header
-            raise ClassifierError(f"{path} is not a readable safetensors file: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ClassifierError(f"{path} is not a DiffAE Studio classifier artefact")
-        missing = {"weight", "bias", "z_mean", "z_std"} - set(tensors)
-        if missing:
-            raise ClassifierError(f"{path} lacks tensors {sorted(missing)}")
+        meta, tensors = read_safetensors(
+            path,
+            error=ClassifierError,
+            file_format=FORMAT,
+            kind="DiffAE Studio classifier artefact",
+            required=("weight", "bias", "z_mean", "z_std"),
+        )
         return cls(
             attribute_names=tuple(json.loads(meta["attribute_names"])),
             weight=tensors["weight"].float(),

@@ -18,9 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from .checkpoints import (
     load_official,
     load_official_classifier,
     save_bundle,
+    write_bundle_into_place,
 )
 from .classifier import AttributeClassifier
 from .config import ModelConfig, preset
@@ -212,15 +211,6 @@ def _is_bundle_or_empty(directory: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT
 
 
-def _apply_umask(directory: Path) -> None:
-    """Give the bundle ordinary permissions (mkdtemp and safetensors create owner-only ones)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def convert_official(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -272,12 +262,10 @@ def convert_official(
         classifiers[CLASSIFIER_NAME] = _load_classifier(classifier_path, weights.config)
     card = model_card(weights, model_path, classifier_path, classifiers.get(CLASSIFIER_NAME))
 
-    # Write next to the destination, then move into place: no half-written bundles.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        save_bundle(
-            staging,
+    return write_bundle_into_place(
+        out_dir,
+        lambda folder: save_bundle(
+            folder,
             weights.config,
             weights.autoencoder,
             latent_net=weights.latent_net,
@@ -285,15 +273,8 @@ def convert_official(
             z_std=weights.z_std,
             classifiers=classifiers,
             model_card=card,
-        )
-        _apply_umask(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+        ),
+    )
 
 
 def _parse_fields(items: Sequence[str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:
     import torch
@@ -53,18 +53,6 @@ ImageSource: TypeAlias = (
     str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
 )
 
-# EXIF tag 0x0112 values -> the transpose that makes the image upright (EXIF 2.32, "Orientation").
-_EXIF_ORIENTATION_TAG = 0x0112
-_ORIENTATION_FIX = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
@@ -91,9 +79,10 @@ def load_image(
     """Load any supported image as an upright 8-bit RGB ``PIL.Image``.
 
     Steps: decode (first frame of an animation), refuse images over ``max_pixels`` *before*
-    decoding pixels, convert the colour mode to RGB (alpha composited over ``background``,
-    16-bit and float data scaled to 8 bits, CMYK and wide-gamut photos converted to sRGB through
-    their embedded ICC profile when they carry one), then apply the EXIF orientation.
+    decoding pixels, apply the EXIF orientation (``PIL.ImageOps.exif_transpose``), then convert
+    the colour mode to RGB (alpha composited over ``background``, 16-bit and float data scaled
+    to 8 bits, CMYK and wide-gamut photos converted to sRGB through their embedded ICC profile
+    when they carry one).
 
     Args:
         source: a path, encoded bytes, an open binary file, a ``PIL.Image`` (never modified), or
@@ -277,16 +266,16 @@ def _first_frame_of_callers_image(image: Image.Image, label: str) -> Image.Image
 
 
 def _upright_rgb(image: Image.Image, background: tuple[int, int, int], label: str) -> Image.Image:
-    orientation = _exif_orientation(image)
-    rgb = _to_rgb(image, background, label)
-    if orientation in _ORIENTATION_FIX:
-        rgb = rgb.transpose(_ORIENTATION_FIX[orientation])
-        # The transposed copy inherits the EXIF/XMP blocks and their orientation tag; drop
-        # them, or loading the upright result again (every layer calls load_image) would
-        # rotate it a second time.
-        for key in ("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"):
-            rgb.info.pop(key, None)
-    return rgb
+    # Transposed before the colour conversion, which would drop orientation tags kept outside
+    # info["exif"] (TIFF tags). exif_transpose returns a copy (the caller's image is never
+    # changed) whose EXIF/XMP no longer carry the tag, so loading the result again (every
+    # layer calls load_image) does not rotate it a second time.
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        # A damaged EXIF block must not make an otherwise good photo unusable.
+        upright = image
+    return _to_rgb(upright, background, label)
 
 
 def _array_to_pil(array: np.ndarray, label: str, max_pixels: int) -> Image.Image:
@@ -311,15 +300,6 @@ def _array_to_pil(array: np.ndarray, label: str, max_pixels: int) -> Image.Image
 
 def _scale_to_uint8(unit: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
-
-
-def _exif_orientation(image: Image.Image) -> int:
-    try:
-        value = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
-        # A damaged EXIF block must not make an otherwise good photo unusable.
-        return 1
-    return value if isinstance(value, int) else 1
 
 
 # --------------------------------------------------------------------------------------------

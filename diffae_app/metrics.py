@@ -5,10 +5,13 @@ Pure functions over tensors and arrays; nothing here knows about models or files
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["frechet_distance", "gaussian_statistics", "psnr_db"]
+__all__ = ["frechet_distance", "gaussian_statistics", "pooled_psnr_db", "psnr_db"]
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -18,6 +21,38 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     mse = (a.float() - b.float()).square().flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(1.0 / mse)
+
+
+def pooled_psnr_db(
+    a: torch.Tensor | np.ndarray | Image.Image,
+    b: torch.Tensor | np.ndarray | Image.Image,
+    *,
+    peak: float = 1.0,
+    region: np.ndarray | None = None,
+) -> float:
+    """PSNR in dB of the squared error pooled over all values of two same-shape images or batches.
+
+    Args:
+        a, b: tensors, arrays or PIL images (read as their pixel values) of one shape.
+        peak: the largest value (1.0 for [0, 1] tensors, 255.0 for 8-bit pixels).
+        region: optional boolean mask over the leading axes (an (H, W) mask of (H, W, C)
+            pixels) selecting the values that count.
+
+    Returns:
+        ``10 log10(peak^2 / mse)``; ``inf`` when the values are identical, so a bit-exact result
+        reads as such in a report (``psnr_db`` clamps instead, for averaging).
+    """
+    x, y = (
+        v.detach().double().cpu().numpy()
+        if isinstance(v, torch.Tensor)
+        else np.asarray(v, np.float64)
+        for v in (a, b)
+    )
+    if x.shape != y.shape:
+        raise ValueError(f"PSNR needs images of one shape, got {x.shape} and {y.shape}")
+    squared = np.square(x - y)
+    mse = float((squared if region is None else squared[region]).mean())
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 def gaussian_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -114,6 +114,31 @@ def test_exif_orientation_matches_pillows_reference(orientation: int) -> None:
     np.testing.assert_array_equal(np.asarray(loaded), np.asarray(expected))
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_loading_an_upright_result_again_does_not_rotate_it_twice(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    once = load_image(_encode(_quadrants(), "PNG", exif=exif.tobytes()))
+    again = load_image(once)
+    # Saved with the metadata it carries (as a layer that writes the photo out would).
+    saved = load_image(_encode(once, "PNG", exif=once.info.get("exif", b"")))
+    for other in (again, saved):
+        assert other.size == once.size
+        np.testing.assert_array_equal(np.asarray(other), np.asarray(once))
+
+
+def test_tiff_orientation_tag_and_damaged_exif() -> None:
+    # TIFF keeps its orientation as a TIFF tag, not in an EXIF block.
+    data = _encode(_quadrants(), "TIFF", tiffinfo={0x0112: 6})
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    loaded = load_image(data)
+    assert loaded.size == (30, 40)
+    np.testing.assert_array_equal(np.asarray(loaded), np.asarray(expected))
+    # A damaged EXIF block leaves an otherwise good photo usable, unrotated.
+    broken = load_image(_encode(_quadrants(), "PNG", exif=b"Exif\x00\x00MM\x00*garbage"))
+    np.testing.assert_array_equal(np.asarray(broken), np.asarray(_quadrants().convert("RGB")))
+
+
 def test_exif_rotated_phone_jpeg_is_upright() -> None:
     # Stored landscape with red on the left; orientation 6 means "rotate 90° clockwise to view",
     # so the upright picture is portrait with red on top.

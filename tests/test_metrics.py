@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from diffae_app.metrics import frechet_distance, psnr_db
+from diffae_app.metrics import frechet_distance, pooled_psnr_db, psnr_db
 
 
 def test_psnr_of_known_error() -> None:
@@ -14,6 +15,23 @@ def test_psnr_of_known_error() -> None:
     b = a + 0.1  # mse 0.01 -> 20 dB
     assert torch.allclose(psnr_db(a, b), torch.tensor([20.0, 20.0]), atol=1e-4)
     assert float(psnr_db(a, a)[0]) == pytest.approx(100.0)  # clamped, not inf
+
+
+def test_pooled_psnr_of_tensors_images_and_a_region() -> None:
+    a = torch.zeros(2, 3, 4, 4)
+    assert pooled_psnr_db(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)
+    assert pooled_psnr_db(a, a) == float("inf")  # a bit-exact result reads as such
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    other = pixels.copy()
+    other[0, 0] = 51  # error only outside the region below
+    region = np.ones((4, 4), bool)
+    region[0, 0] = False
+    image, changed = Image.fromarray(pixels), Image.fromarray(other)
+    assert pooled_psnr_db(image, changed, peak=255.0, region=region) == float("inf")
+    expected = 10 * np.log10(255.0**2 / (51.0**2 * 3 / 48))
+    assert pooled_psnr_db(image, changed, peak=255.0) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one shape"):
+        pooled_psnr_db(a, a[:1])
 
 
 def test_frechet_distance_of_diagonal_gaussians_matches_the_closed_form() -> None:

@@ -26,11 +26,17 @@ from torch import nn
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
 from diffae_app.diffusion import eps_loss, make_schedule, p2_weights
+from diffae_app.metrics import psnr_db
 from diffae_app.models import AutoencoderNet
-from diffae_app.training.cli import HelpFormatter, training_extras_error
+from diffae_app.training.cli import (
+    HelpFormatter,
+    add_loop_arguments,
+    loop_options,
+    training_extras_error,
+)
 from diffae_app.training.data import BatchReader, DatasetError, open_dataset
 from diffae_app.training.export import ExportError, export_autoencoder
-from diffae_app.training.loop import LoopOptions, train
+from diffae_app.training.loop import train
 from diffae_app.training.state import TrainingStateError
 
 
@@ -168,8 +174,8 @@ class AutoencoderStage:
         recon = ddim_sample(net, x_T, sched, cond=z)
         grid = make_grid(torch.cat([x, z_only, recon]).add(1).div(2).clamp(0, 1), nrow=8)
         writer.add_image("samples/input_zsem_inverted", grid, step)
-        mse = (recon - x).square().mean().item()
-        psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+        # One PSNR over the 8 images pooled (not a mean of per-image values), on [0, 1] pixels.
+        psnr = psnr_db(recon.add(1).div(2).reshape(1, -1), x.add(1).div(2).reshape(1, -1)).item()
         writer.add_scalar("eval/recon_psnr_T20", psnr, step)
         return {"recon_psnr_T20": round(psnr, 2)}
 
@@ -203,53 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", default=None, help="a config.json (bundle format) instead of --preset"
     )
-    p.add_argument("--run-dir", required=True, help="folder of this run (one run per folder)")
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps in total")
-    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (Adam)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
-    p.add_argument(
-        "--lr-decay",
-        choices=["constant", "cosine"],
-        default="constant",
-        help="cosine: down to 10%% of --lr at the last step",
-    )
-    p.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay (official 0.9999)")
-    p.add_argument(
-        "--ema-warmup",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="ramp the EMA decay up as min(decay, (1+s)/(10+s)); --no-ema-warmup is the "
-        "official recipe, whose EMA stays near the random start for ~10,000 steps",
-    )
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument(
-        "--mixed-precision",
-        choices=["no", "bf16", "fp16"],
-        default="no",
-        help="autocast dtype (bf16: CPUs with AMX and Ampere+ GPUs)",
-    )
+    add_loop_arguments(p, batch_size=64, optimizer="Adam")
     p.add_argument("--no-hflip", action="store_true", help="no random horizontal flips")
     # channels_last measured 2x slower for this model's bf16 training on a 2-core CPU (benchmarks/).
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
-    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--log-every", type=int, default=10, help="steps between logged losses")
-    p.add_argument(
-        "--sample-every",
-        type=int,
-        default=0,
-        help="steps between sample grids in TensorBoard (0: only at the end)",
-    )
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
-    resume = p.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume", default=None, help="'latest' or a checkpoint path: continue the run"
-    )
-    resume.add_argument(
-        "--overwrite", action="store_true", help="delete the run in --run-dir and start over"
-    )
     p.add_argument("--init-from", default=None, help="start from a bundle's autoencoder weights")
     p.add_argument(
         "--p2-gamma",
@@ -294,27 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             p2_gamma=args.p2_gamma,
             offset_noise=args.offset_noise,
         )
-        options = LoopOptions(
-            run_dir=args.run_dir,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup_steps=args.warmup_steps,
-            lr_decay=args.lr_decay,
-            optimizer="adam",
-            grad_clip=args.grad_clip,
-            ema_decay=args.ema_decay,
-            ema_warmup=args.ema_warmup,
-            mixed_precision=args.mixed_precision,
-            grad_accum=args.grad_accum,
-            seed=args.seed,
-            save_every=args.save_every,
-            log_every=args.log_every,
-            sample_every=args.sample_every,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            num_threads=args.threads,
-        )
+        options = loop_options(args, optimizer="adam")
         summary = train(stage, options)
     except (CheckpointError, DatasetError, ExportError, TrainingStateError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ from diffae_app.training.attributes import (
     read_celebahq_attributes,
     read_label_csv,
 )
-from diffae_app.training.cli import HelpFormatter
+from diffae_app.training.cli import HelpFormatter, secondary_rank
 from diffae_app.training.latents import LatentsError, load_latents
 
 
@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:
-        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
+    if secondary_rank():
+        return 0
     try:
         if args.bundle and not args.name:
             raise ValueError("--bundle needs --name (the artefact's file name in classifiers/)")

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import SamplerConfig
-from diffae_app.training.cli import HelpFormatter
+from diffae_app.training.cli import HelpFormatter, secondary_rank
 from diffae_app.training.export import ExportError, export_run
 
 
@@ -58,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:
-        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
+    if secondary_rank():
+        return 0
     try:
         sampler = SamplerConfig(**json.loads(args.sampler)) if args.sampler else None
         out = export_run(

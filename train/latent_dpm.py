@@ -23,7 +23,12 @@ from pathlib import Path
 
 from diffae_app.checkpoints import CheckpointError, read_bundle_config
 from diffae_app.config import ModelConfig
-from diffae_app.training.cli import HelpFormatter, training_extras_error
+from diffae_app.training.cli import (
+    HelpFormatter,
+    add_loop_arguments,
+    loop_options,
+    training_extras_error,
+)
 from diffae_app.training.data import DatasetError
 from diffae_app.training.export import ExportError, load_autoencoder_source
 from diffae_app.training.latents import (
@@ -32,7 +37,7 @@ from diffae_app.training.latents import (
     load_latents,
     resolve_latent_config,
 )
-from diffae_app.training.loop import LoopOptions, train
+from diffae_app.training.loop import train
 from diffae_app.training.state import TrainingStateError
 
 
@@ -42,50 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--autoencoder", required=True, help="the autoencoder bundle the latents were encoded with"
     )
-    p.add_argument("--run-dir", required=True, help="folder of this run (one run per folder)")
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps in total")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
+    add_loop_arguments(p, batch_size=128, optimizer="AdamW")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
-    p.add_argument(
-        "--lr-decay",
-        choices=["constant", "cosine"],
-        default="constant",
-        help="cosine: down to 10%% of --lr at the last step",
-    )
-    p.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay (released 0.9999)")
-    p.add_argument(
-        "--ema-warmup",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="ramp the EMA decay up as min(decay, (1+s)/(10+s)); --no-ema-warmup is the "
-        "released recipe, whose EMA stays near the random start for ~10,000 steps",
-    )
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument(
-        "--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="autocast dtype"
-    )
     p.add_argument("--latent-layers", type=int, default=None, help="MLP depth (default: preset's)")
     p.add_argument("--latent-hidden", type=int, default=None, help="MLP width (default: preset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
-    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--log-every", type=int, default=10, help="steps between logged losses")
-    p.add_argument(
-        "--sample-every",
-        type=int,
-        default=0,
-        help="steps between sample grids in TensorBoard (0: only at the end)",
-    )
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
-    resume = p.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume", default=None, help="'latest' or a checkpoint path: continue the run"
-    )
-    resume.add_argument(
-        "--overwrite", action="store_true", help="delete the run in --run-dir and start over"
-    )
     return p
 
 
@@ -123,28 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             latents_path=str(Path(args.latents).resolve()),
             autoencoder_bundle=str(Path(args.autoencoder).resolve()),
         )
-        options = LoopOptions(
-            run_dir=args.run_dir,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup_steps=args.warmup_steps,
-            lr_decay=args.lr_decay,
-            optimizer="adamw",
-            weight_decay=args.weight_decay,
-            grad_clip=args.grad_clip,
-            ema_decay=args.ema_decay,
-            ema_warmup=args.ema_warmup,
-            mixed_precision=args.mixed_precision,
-            grad_accum=args.grad_accum,
-            seed=args.seed,
-            save_every=args.save_every,
-            log_every=args.log_every,
-            sample_every=args.sample_every,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            num_threads=args.threads,
-        )
+        options = loop_options(args, optimizer="adamw", weight_decay=args.weight_decay)
         summary = train(stage, options)
     except (
         CheckpointError,

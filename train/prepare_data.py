@@ -14,11 +14,10 @@ them), so an interrupted run continues. Then train with `train/autoencoder.py --
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from diffae_app.align import DETECTOR_NAMES, DetectorUnavailable, make_detector
-from diffae_app.training.cli import HelpFormatter
+from diffae_app.training.cli import HelpFormatter, secondary_rank
 from diffae_app.training.data import DatasetError
 from diffae_app.training.prepare import REPORT_NAME, align_folder
 
@@ -44,8 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:
-        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
+    if secondary_rank():
+        return 0
     try:
         detector = make_detector(args.detector)
         report = align_folder(

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from diffae_app.data.synthfaces import write_image_folder
-from diffae_app.training.cli import HelpFormatter
+from diffae_app.training.cli import HelpFormatter, secondary_rank
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:
-        return 0  # a one-process job: under `accelerate launch`/torchrun rank 0 alone does it
+    if secondary_rank():
+        return 0
     out = Path(args.out)
     problem = None
     if args.count < 1:

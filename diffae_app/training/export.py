@@ -11,17 +11,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoints import CheckpointError, check_state_dict, read_bundle_config, save_bundle
+from ..checkpoints import (
+    CheckpointError,
+    check_state_dict,
+    read_bundle_config,
+    save_bundle,
+    write_bundle_into_place,
+)
 from ..classifier import AttributeClassifier, ClassifierError
 from ..config import ModelConfig, SamplerConfig
+from ..safetensors_io import read_safetensors
 from .runs import quality_warnings
 from .state import TrainingStateError, list_checkpoints, load_checkpoint
 
@@ -186,8 +191,6 @@ def load_autoencoder_source(
     if not path.is_dir():
         raise ExportError(f"{source}: no such bundle or run folder")
     if (path / "config.json").is_file():
-        from safetensors.torch import load_file
-
         try:
             config = read_bundle_config(path)
         except CheckpointError as exc:
@@ -195,10 +198,7 @@ def load_autoencoder_source(
         weights = path / "autoencoder.safetensors"
         if not weights.is_file():
             raise ExportError(f"{path}: bundle lacks autoencoder.safetensors")
-        try:
-            tensors = load_file(str(weights))
-        except Exception as exc:  # safetensors raises several types for a bad header
-            raise ExportError(f"{weights}: unreadable safetensors file: {exc}") from None
+        tensors = read_safetensors(weights, error=ExportError)[1]
         return config.replace(latent_net=None), tensors, f"bundle {path}"
     if not (path / "options.json").is_file():
         raise ExportError(f"{path}: neither a bundle (config.json) nor a run folder (options.json)")
@@ -215,28 +215,6 @@ def load_autoencoder_source(
 
 
 # --------------------------------------------------------------------------- writing bundles
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a finished bundle into place; a bundle already there is replaced, never half-done."""
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
-def _share_permissions(folder: Path) -> None:
-    """The usual umask-based modes: mkdtemp makes 0700 folders and safetensors 0600 files,
-    which would hide a shipped bundle from other users (a web server, a container)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _check_loads(folder: Path, out_dir: Path) -> None:
@@ -316,10 +294,10 @@ def write_bundle(
                 f"classifier {name!r} works on {classifier.z_sem_channels}-d z_sem, the "
                 f"model's z_sem has {width}"
             )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def write(folder: Path) -> None:
         save_bundle(
-            tmp,
+            folder,
             config,
             autoencoder,
             latent_net=latent_net,
@@ -335,12 +313,9 @@ def write_bundle(
                 extra=_card_extra(classifiers, options),
             ),
         )
-        _share_permissions(tmp)
-        _check_loads(tmp, out_dir)
-        _replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+        _check_loads(folder, out_dir)  # before it replaces what is there
+
+    return write_bundle_into_place(out_dir, write)
 
 
 def export_latent_bundle(

@@ -27,6 +27,7 @@ from torch import nn
 from ..config import LatentNetConfig, ModelConfig, preset
 from ..diffusion import ddim_sample, eps_loss, make_schedule
 from ..models import AutoencoderNet, LatentNet
+from ..safetensors_io import read_safetensors
 from .data import UnreadableItem
 
 log = logging.getLogger(__name__)
@@ -98,22 +99,16 @@ def save_latents(path: str | os.PathLike, codes: LatentCodes) -> Path:
 
 
 def load_latents(path: str | os.PathLike) -> LatentCodes:
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise LatentsError(f"latents file {path} does not exist; run train/encode_dataset.py")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises several types for a bad header
-        raise LatentsError(f"{path} is not a readable safetensors file: {exc}") from None
-    if meta.get("format") != LATENTS_FORMAT:
-        raise LatentsError(f"{path} is not a latents file written by train/encode_dataset.py")
-    missing = {"z_sem", "z_mean", "z_std"} - set(tensors)
-    if missing:
-        raise LatentsError(f"{path} lacks tensors {sorted(missing)}")
+    meta, tensors = read_safetensors(
+        path,
+        error=LatentsError,
+        file_format=LATENTS_FORMAT,
+        kind="latents file written by train/encode_dataset.py",
+        required=("z_sem", "z_mean", "z_std"),
+    )
     return LatentCodes(
         z_sem=tensors["z_sem"].float(),
         ids=tuple(json.loads(meta.get("ids", "[]"))),

@@ -135,16 +135,87 @@ def train(
         gradient_accumulation_steps=options.grad_accum,
         cpu=not torch.cuda.is_available(),
     )
-    world, rank = accelerator.num_processes, accelerator.process_index
+    per_process, micro = _split_batch(options, accelerator.num_processes)
+    run_dir = Path(options.run_dir)
+    num_items = stage.num_items()
+    _claim_run_dir(accelerator, stage, options, run_dir)
+
+    torch.manual_seed(options.seed)  # the same initial weights on every rank
+    model = stage.build()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = _make_optimizer(options, model.parameters())
+    resume_path = resolve_resume(run_dir, options.resume)
+    state = _load_resume_state(
+        accelerator, stage, options, run_dir, resume_path, model, ema, optimizer
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None and state.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+
+    run = _Run(
+        stage=stage,
+        options=options,
+        accelerator=accelerator,
+        run_dir=run_dir,
+        model=model,
+        ema=ema,
+        optimizer=optimizer,
+        num_items=num_items,
+        per_process=per_process,
+        micro=micro,
+        start_step=int(state["step"]) if state is not None else 0,
+    )
+    resolved = {
+        "stage": stage.name,
+        "loop": options.to_dict(),
+        "stage_options": stage.describe(),
+        "processes": accelerator.num_processes,
+        "per_process_batch": per_process,
+        "micro_batch": micro,
+        "dataset_items": num_items,
+        "resumed_from": str(resume_path) if resume_path else None,
+        "start_step": run.start_step,
+    }
+    writer = _write_options_and_open_log(run, resolved)
+    started = time.perf_counter()
+    losses = _optimise(run, writer, on_step)
+    return _finish(run, resolved, resume_path, writer, losses, time.perf_counter() - started)
+
+
+@dataclass
+class _Run:
+    """What the steps of one training session share (built once by :func:`train`)."""
+
+    stage: Stage
+    options: LoopOptions
+    accelerator: Any  # accelerate.Accelerator
+    run_dir: Path
+    model: nn.Module  # the prepared (possibly DDP-wrapped) online model
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    num_items: int
+    per_process: int  # items of the global batch on each process
+    micro: int  # items of one accumulation micro-batch
+    start_step: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def _split_batch(options: LoopOptions, world: int) -> tuple[int, int]:
+    """(items per process, items per accumulation micro-batch) of the global batch."""
     per_process = options.batch_size // world
     if per_process * world != options.batch_size or per_process % options.grad_accum:
         raise ValueError(
             f"batch size {options.batch_size} must split evenly over {world} processes x "
             f"{options.grad_accum} accumulation steps"
         )
-    micro = per_process // options.grad_accum
-    run_dir = Path(options.run_dir)
-    num_items = stage.num_items()
+    return per_process, per_process // options.grad_accum
+
+
+def _claim_run_dir(accelerator: Any, stage: Stage, options: LoopOptions, run_dir: Path) -> None:
+    """Refuse a run folder that holds another run (or clear it with --overwrite)."""
     check_run_dir(
         run_dir,
         stage=stage.name,
@@ -157,145 +228,92 @@ def train(
         print(f"--overwrite: deleted the run in {run_dir}; starting over", flush=True)
     accelerator.wait_for_everyone()
 
-    torch.manual_seed(options.seed)  # the same initial weights on every rank
-    model = stage.build()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = _make_optimizer(options, model.parameters())
-    start_step = 0
-    resume_path = resolve_resume(run_dir, options.resume)
-    if resume_path is not None:
-        state = load_checkpoint(resume_path)
-        if state.get("stage") != stage.name:
-            raise TrainingStateError(
-                f"{resume_path} is a {state.get('stage')!r} checkpoint, not {stage.name!r}"
-            )
-        try:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            # torch lists every mismatched tensor (hundreds of lines): keep the first one.
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TrainingStateError(
-                f"{resume_path} does not fit this model ({first}); resume with the options "
-                "the run was started with, or choose another --run-dir"
-            ) from None
-        start_step = int(state["step"])
-        if accelerator.is_main_process:
-            print(
-                f"resuming from {resume_path.name} (step {start_step} of {options.steps})",
-                flush=True,
-            )
-    elif options.resume is not None and accelerator.is_main_process:
-        print(f"--resume {options.resume}: no checkpoint in {run_dir} yet; starting at step 0")
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if (
-        resume_path is not None
-        and state.get("scaler") is not None
-        and accelerator.scaler is not None
-    ):
-        accelerator.scaler.load_state_dict(state["scaler"])
 
-    resolved = {
-        "stage": stage.name,
-        "loop": options.to_dict(),
-        "stage_options": stage.describe(),
-        "processes": world,
-        "per_process_batch": per_process,
-        "micro_batch": micro,
-        "dataset_items": num_items,
-        "resumed_from": str(resume_path) if resume_path else None,
-        "start_step": start_step,
-    }
-    writer = None
+def _load_resume_state(
+    accelerator: Any,
+    stage: Stage,
+    options: LoopOptions,
+    run_dir: Path,
+    resume_path: Path | None,
+    model: nn.Module,
+    ema: nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> dict[str, Any] | None:
+    """Load a checkpoint into the (unprepared) model, EMA and optimiser; None: a fresh start."""
+    if resume_path is None:
+        if options.resume is not None and accelerator.is_main_process:
+            print(f"--resume {options.resume}: no checkpoint in {run_dir} yet; starting at step 0")
+        return None
+    state = load_checkpoint(resume_path)
+    if state.get("stage") != stage.name:
+        raise TrainingStateError(
+            f"{resume_path} is a {state.get('stage')!r} checkpoint, not {stage.name!r}"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        # torch lists every mismatched tensor (hundreds of lines): keep the first one.
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainingStateError(
+            f"{resume_path} does not fit this model ({first}); resume with the options "
+            "the run was started with, or choose another --run-dir"
+        ) from None
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        name = "options.json" if start_step == 0 else f"options-resume-{start_step:08d}.json"
-        (run_dir / name).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+        print(
+            f"resuming from {resume_path.name} (step {int(state['step'])} of {options.steps})",
+            flush=True,
+        )
+    return state
+
+
+def _write_options_and_open_log(run: _Run, resolved: dict[str, Any]) -> Any:
+    """Rank 0 writes the resolved options before step 1 and opens TensorBoard; else None."""
+    writer = None
+    if run.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        start = run.start_step
+        name = "options.json" if start == 0 else f"options-resume-{start:08d}.json"
+        (run.run_dir / name).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "logs"))
-    accelerator.wait_for_everyone()
+        writer = SummaryWriter(str(run.run_dir / "logs"))
+    run.accelerator.wait_for_everyone()
+    return writer
 
+
+def _optimise(run: _Run, writer: Any, on_step: Callable[[int], None] | None) -> list[float]:
+    """The optimisation steps from ``run.start_step`` to the end; returns each step's loss."""
     from tqdm.auto import tqdm
 
+    options = run.options
     progress = tqdm(
         total=options.steps,
-        initial=start_step,
-        disable=not accelerator.is_main_process,
+        initial=run.start_step,
+        disable=not run.is_main,
         unit="step",
         dynamic_ncols=True,
     )
     started = time.perf_counter()
     losses: list[float] = []
-    step = start_step
     generator = torch.Generator()
-
-    def checkpoint(step_done: int) -> None:
-        if accelerator.is_main_process:
-            save_checkpoint(
-                run_dir,
-                step_done,
-                {
-                    "stage": stage.name,
-                    "step": step_done,
-                    "model": accelerator.unwrap_model(model).state_dict(),
-                    "ema": ema.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
-                    "data_order": {
-                        "seed": options.seed,
-                        "global_batch": options.batch_size,
-                        "num_items": num_items,
-                    },
-                    "rng": {
-                        "rule": "generators reseeded per (seed, step, rank, micro-batch)",
-                        "seed": options.seed,
-                    },
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-        accelerator.wait_for_everyone()
-
-    from .data import global_batch_indices
-
-    model.train()
+    run.model.train()
     # Warnings during the loop (e.g. a skipped unreadable image) on their own line above the
     # progress bar, not glued to it.
     above_bar = _TqdmLineHandler(tqdm)
     package_logger = logging.getLogger("diffae_app")
     package_logger.addHandler(above_bar)
     try:
-        for step in range(start_step, options.steps):
+        for step in range(run.start_step, options.steps):
             lr = _lr_at(options, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            indices = global_batch_indices(num_items, step, options.batch_size, options.seed)
-            mine = indices[rank * per_process : (rank + 1) * per_process]
-            step_loss = 0.0
-            for m in range(options.grad_accum):
-                seed = _step_seed(options.seed, step, rank, m)
-                generator.manual_seed(seed)
-                torch.manual_seed(seed)  # dropout
-                with accelerator.accumulate(model), accelerator.autocast():
-                    loss = stage.loss(model, mine[m * micro : (m + 1) * micro], generator)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and options.grad_clip > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.detach().float().item() / options.grad_accum
-            ema_update(
-                ema,
-                accelerator.unwrap_model(model),
-                ema_decay_at(step, options.ema_decay, options.ema_warmup),
-            )
+            step_loss = _optimiser_step(run, step, lr, generator)
             step_done = step + 1
-            mean_loss = accelerator.reduce(torch.tensor(step_loss), reduction="mean").item()
+            mean_loss = run.accelerator.reduce(torch.tensor(step_loss), reduction="mean").item()
             losses.append(mean_loss)
-            if accelerator.is_main_process:
+            if run.is_main:
                 elapsed = time.perf_counter() - started
-                rate = (step_done - start_step) * options.batch_size / max(elapsed, 1e-9)
+                rate = (step_done - run.start_step) * options.batch_size / max(elapsed, 1e-9)
                 progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
                 progress.update(1)
                 if step_done % options.log_every == 0 or step_done == options.steps:
@@ -303,16 +321,89 @@ def train(
                     writer.add_scalar("train/lr", lr, step_done)
                     writer.add_scalar("train/items_per_s", rate, step_done)
                 if options.sample_every and step_done % options.sample_every == 0:
-                    stage.log_samples(ema, writer, step_done)
+                    run.stage.log_samples(run.ema, writer, step_done)
             if step_done % options.save_every == 0 or step_done == options.steps:
-                checkpoint(step_done)
+                _save(run, step_done)
             if on_step is not None:
                 on_step(step_done)
     finally:
         package_logger.removeHandler(above_bar)
     progress.close()
+    return losses
 
-    elapsed = time.perf_counter() - started
+
+def _optimiser_step(run: _Run, step: int, lr: float, generator: torch.Generator) -> float:
+    """One optimiser step over this process's slice of the global batch, then the EMA update;
+    returns this process's mean loss."""
+    from .data import global_batch_indices
+
+    options, accelerator, model = run.options, run.accelerator, run.model
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    indices = global_batch_indices(run.num_items, step, options.batch_size, options.seed)
+    rank = accelerator.process_index
+    mine = indices[rank * run.per_process : (rank + 1) * run.per_process]
+    step_loss = 0.0
+    for m in range(options.grad_accum):
+        seed = _step_seed(options.seed, step, rank, m)
+        generator.manual_seed(seed)
+        torch.manual_seed(seed)  # dropout
+        with accelerator.accumulate(model), accelerator.autocast():
+            loss = run.stage.loss(model, mine[m * run.micro : (m + 1) * run.micro], generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and options.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        step_loss += loss.detach().float().item() / options.grad_accum
+    ema_update(
+        run.ema,
+        accelerator.unwrap_model(model),
+        ema_decay_at(step, options.ema_decay, options.ema_warmup),
+    )
+    return step_loss
+
+
+def _save(run: _Run, step_done: int) -> None:
+    """Rank 0 writes the resumable training state after ``step_done`` steps."""
+    accelerator, options = run.accelerator, run.options
+    if run.is_main:
+        save_checkpoint(
+            run.run_dir,
+            step_done,
+            {
+                "stage": run.stage.name,
+                "step": step_done,
+                "model": accelerator.unwrap_model(run.model).state_dict(),
+                "ema": run.ema.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
+                "data_order": {
+                    "seed": options.seed,
+                    "global_batch": options.batch_size,
+                    "num_items": run.num_items,
+                },
+                "rng": {
+                    "rule": "generators reseeded per (seed, step, rank, micro-batch)",
+                    "seed": options.seed,
+                },
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+    accelerator.wait_for_everyone()
+
+
+def _finish(
+    run: _Run,
+    resolved: dict[str, Any],
+    resume_path: Path | None,
+    writer: Any,
+    losses: list[float],
+    elapsed: float,
+) -> dict[str, Any]:
+    """Summary of the session; rank 0 logs the final samples, warns, exports and writes
+    summary.json."""
+    accelerator, stage, options = run.accelerator, run.stage, run.options
     data_report = {
         key: int(accelerator.reduce(torch.tensor(value), reduction="sum").item())
         for key, value in (stage.data_report() if hasattr(stage, "data_report") else {}).items()
@@ -320,24 +411,24 @@ def train(
     summary = {
         "stage": stage.name,
         "steps": options.steps,
-        "start_step": start_step,
+        "start_step": run.start_step,
         "resumed_from": resume_path.name if resume_path else None,
-        "processes": world,
+        "processes": accelerator.num_processes,
         "seconds_this_session": round(elapsed, 1),
         "final_loss": losses[-1] if losses else None,
         "mean_loss_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])) if losses else None,
         **data_report,
-        "ranks_seen": accelerator.gather(torch.tensor([rank])).tolist(),
+        "ranks_seen": accelerator.gather(torch.tensor([accelerator.process_index])).tolist(),
     }
-    if accelerator.is_main_process:
-        summary.update(stage.log_samples(ema, writer, options.steps) or {})
+    if run.is_main:
+        summary.update(stage.log_samples(run.ema, writer, options.steps) or {})
         writer.close()
         summary["warnings"] = quality_warnings(resolved, options.steps, summary)
         for warning in summary["warnings"]:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
-        export_path = stage.export(ema, run_dir, summary)
+        export_path = stage.export(run.ema, run.run_dir, summary)
         summary["export"] = str(export_path) if export_path else None
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
