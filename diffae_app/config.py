@@ -144,6 +144,9 @@ class DiffusionConfig:
     rescale_timesteps: bool = False
 
 
+SOLVERS: tuple[str, ...] = ("ddim", "ddim_extrapolated", "dpmpp_2m")
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """How the image DDIM picks its K timesteps and inverts: inference choices, not training.
@@ -157,9 +160,19 @@ class SamplerConfig:
 
     spacing: str = "uniform"  # 'uniform' (official) or 'power' (see diffusion.ddim_timesteps)
     power: float = 1.0  # exponent of the 'power' spacing
-    inversion_fixed_point_iterations: int = 0  # see diffusion.ddim_invert
+    inversion_fixed_point_iterations: int = 0  # see diffusion.ddim_invert (DDIM only)
+    # 'ddim' (official: DDIM render, DDIM inversion with the fixed-point option above);
+    # 'ddim_extrapolated': DDIM render, inversion with an extrapolated landing eps and one
+    # correction, one UNet call per step (diffusion.ddim_invert_extrapolated);
+    # 'dpmpp_2m': DPM-Solver++(2M) render and inversion, one call per step (Lu et al. 2022,
+    # https://arxiv.org/abs/2211.01095). benchmarks/RESULTS.md has the study.
+    solver: str = "ddim"
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(
+                f"sampler solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}"
+            )
         if self.spacing not in ("uniform", "power"):
             raise ValueError(f"sampler spacing must be 'uniform' or 'power', got {self.spacing!r}")
         if self.power <= 0:
