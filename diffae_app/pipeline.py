@@ -54,6 +54,7 @@ from .diffae import PRECISIONS, DiffAE
 from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, slerp
 from .editing import solve_target_strengths as _solve_targets
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
+from .progress import CancelCheck, PreviewCallback, step_callback
 from .session import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -620,6 +621,8 @@ class Studio:
         custom_attributes: Sequence[AttributeClassifier] = (),
         feather: float = 0.1,
         progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> EditResult:
         """Render an edit of an encoded face: decoder only, no encoding work.
 
@@ -637,6 +640,11 @@ class Studio:
             custom_attributes: per-request extra sliders (from :meth:`custom_attribute`).
             feather: paste-back fade width, fraction of the crop side (0-0.5).
             progress: called with (step, total, message); total = T_render.
+            preview: called with (crop, step, total) a few times during the render, the crop
+                being the current estimate of the final image (the sampler's predicted x_0):
+                the first after 2 UNet calls (``progress.preview_calls``).
+            cancel: checked after every step; when it returns True the render stops and
+                :class:`~diffae_app.progress.Cancelled` is raised.
 
         Returns:
             The edited crop, the photo with the face pasted back, probabilities before and
@@ -675,7 +683,10 @@ class Studio:
             x_T = torch.randn(session.x_T.shape, generator=generator)
         steps = _Progress(progress, T_render)
         with torch.inference_mode():
-            images = self.model.render(x_T, z_edit, T_render, callback=steps.ddim("rendering"))
+            callback = step_callback(
+                T_render, on_step=steps.ddim("rendering"), preview=preview, cancel=cancel
+            )
+            images = self.model.render(x_T, z_edit, T_render, callback=callback)
         steps.finish("rendered")
         crop = _to_image(images.cpu())
 
