@@ -128,6 +128,7 @@ SOLVER_ROWS = [
     ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.5, 0, 10, 10),
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 1.25, 0, 10, 10),
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 10, 10),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 15, 15),
     ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 20, 20),
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 20, 20),
 ]
@@ -153,6 +154,8 @@ def portrait_images(model_path: str, size: int) -> torch.Tensor:
 def solver_study(model: DiffAE, sets: dict[str, torch.Tensor]) -> list[list]:
     """One row per SOLVER_ROWS entry: calls, seconds per image and PSNR per image set."""
     counter = UNetCalls(model)
+    first = next(iter(sets.values()))[:1].to(model.device)
+    model.render(model.encode_stochastic(first, model.encode(first), T=2), model.encode(first), 2)
     rows = []
     for label, solver, power, iterations, T_inv, T_render in SOLVER_ROWS:
         sampler = SamplerConfig(
