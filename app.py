@@ -19,13 +19,18 @@ import gradio as gr  # noqa: E402
 from diffae_app.pipeline import Studio  # noqa: E402
 from diffae_app.ui.app import CSS_AND_THEME, build_demo  # noqa: E402
 from diffae_app.ui.examples import EXAMPLES_DIR  # noqa: E402
-from diffae_app.ui.models import ModelRegistry, load_startup_model  # noqa: E402
+from diffae_app.ui.models import ModelRegistry, load_startup_model, studio_loader  # noqa: E402
 
 settings = Settings.from_env()
 
-
-def load_studio(spec: str) -> Studio:
-    return Studio.load(spec, device=settings.device, precision=settings.precision)
+# spec -> Studio; DIFFAE_MODEL_REVISION pins the start-up model, owner/name@rev any other.
+load_studio = studio_loader(
+    Studio.load,
+    device=settings.device,
+    precision=settings.precision,
+    model=settings.model,
+    revision=settings.model_revision,
+)
 
 
 # A missing or broken DIFFAE_MODEL falls back to the bundled model (the header says why).

@@ -7,7 +7,7 @@ With a bundle (default: the bundled SynthFaces-64 model) the flow goes through
 `diffae_app.pipeline.Studio`, exactly as the app calls it:
 
 - upload -> first edit: `encode_photo` (detect, align, encode, invert with T_inv) then
-  `render(session, {attribute: 0.3}, T_render)`, the encoding cache cleared before each try;
+  `render(session, {attribute: 0.3}, T_render)`, encoded afresh on each try (the studio keeps no encoding cache);
 - slider -> re-render: `render` of the cached session with a new strength (no encoder, no
   inversion), at each quality preset's T_render;
 - reconstruction PSNR of the session against its aligned input (no edit).
@@ -99,7 +99,6 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
         first, encode_times, renders, previews = [], [], [], []
         session = None
         for r in range(args.repeats):
-            studio.clear_cache()
             counter.take()
             t0 = time.perf_counter()
             session = upload(preset.T_inv)

@@ -24,6 +24,7 @@ licence excludes commercial use.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import math
@@ -39,6 +40,7 @@ from PIL import Image, ImageFilter
 from .imaging import DEFAULT_MAX_PIXELS, ImageSource, load_image
 
 __all__ = [
+    "DETECTOR_LABELS",
     "DETECTOR_NAMES",
     "FAN_WEIGHT_FILES",
     "FAN_WEIGHTS_URL",
@@ -52,7 +54,9 @@ __all__ = [
     "LandmarkDetector",
     "NoFaceFound",
     "align_face",
+    "check_fan_weights",
     "detect_faces",
+    "fan_hash_prefix",
     "fan_weights_dir",
     "ffhq_eye_template",
     "ffhq_mouth_template",
@@ -74,6 +78,15 @@ DETECTOR_NAMES = ("auto", "face_alignment", "dlib")
 FAN_WEIGHT_FILES = ("s3fd-619a316812.pth", "2DFAN4-11f355bf06.pth.tar")
 #: Where those files are published.
 FAN_WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/"
+
+#: How each backend is named to users (the aligned-face caption says which one ran).
+DETECTOR_LABELS = {
+    "dlib": "dlib HOG + 68-point landmarks",
+    "face_alignment": "face-alignment FAN (S3FD + 2D-FAN-4)",
+}
+
+# Files read with this many bytes per chunk while hashing (~90 MB each).
+_HASH_CHUNK = 1 << 20
 
 NUM_LANDMARKS = 68
 # Index ranges of the iBUG 68-point convention shared by dlib and FAN. "Left" means the left of
@@ -419,6 +432,31 @@ class DlibDetector:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
+def fan_hash_prefix(name: str) -> str:
+    """The sha256 prefix a torch-hub weight file name carries: ``s3fd-619a316812.pth`` ->
+    ``619a316812`` (the convention ``torch.hub.download_url_to_file(hash_prefix=...)`` checks)."""
+    return name.split(".", 1)[0].rsplit("-", 1)[-1]
+
+
+def check_fan_weights(path: Path) -> None:
+    """Refuse a weight file whose sha256 does not start with the prefix in its name.
+
+    Raises:
+        DetectorUnavailable: one line naming the file, the expected and the found prefix.
+    """
+    expected = fan_hash_prefix(path.name)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    found = digest.hexdigest()
+    if not found.startswith(expected):
+        raise DetectorUnavailable(
+            f"face-alignment weight file {path} is corrupt or not the published one (sha256 "
+            f"{found[: len(expected)]}..., expected {expected}...); delete it and fetch it again"
+        )
+
+
 def fan_weights_dir() -> Path:
     """The folder face-alignment reads its weights from: ``torch.hub.get_dir()/checkpoints``
     (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``)."""
@@ -432,8 +470,10 @@ class FanDetector:
 
     Refuses to construct when its weight files are missing, so face-alignment itself never
     gets the chance to download them; with ``allow_download=True`` this class fetches them
-    first (and says so in one line when the network is not there). Models load at first use,
-    with ``compile=False`` (compiling took minutes on CPU for no gain).
+    first (and says so in one line when the network is not there). Every file's sha256 is
+    checked against the prefix in its name (torch hub's convention), on download and before
+    use, so a truncated or substituted file is refused. Models load at first use, with
+    ``compile=False`` (compiling took minutes on CPU for no gain).
 
     Args:
         device: torch device for both networks.
@@ -448,7 +488,7 @@ class FanDetector:
 
     Raises:
         DetectorUnavailable: face-alignment is not installed, or a weight file is missing (and
-            could not be downloaded).
+            could not be downloaded) or fails its hash check.
     """
 
     name = "face_alignment"
@@ -477,6 +517,8 @@ class FanDetector:
                 f"face-alignment weights missing: put {' and '.join(missing)} (from "
                 f"{FAN_WEIGHTS_URL}) in {folder} or point TORCH_HOME elsewhere"
             )
+        for name in FAN_WEIGHT_FILES:
+            check_fan_weights(folder / name)
         self.weights_dir = folder
         self.device = device
         self.flip_input = flip_input
@@ -530,9 +572,13 @@ def _download_fan_weights(folder: Path, names: Sequence[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         try:
-            # Writes to a temporary file and renames it at the end: no half file is left behind.
+            # Writes to a temporary file and renames it at the end, only when its sha256
+            # starts with the prefix in the file name: no half or wrong file is left behind.
             torch.hub.download_url_to_file(
-                FAN_WEIGHTS_URL + name, str(folder / name), progress=False
+                FAN_WEIGHTS_URL + name,
+                str(folder / name),
+                hash_prefix=fan_hash_prefix(name),
+                progress=False,
             )
         except (OSError, ValueError, RuntimeError) as error:  # URLError/HTTPError are OSErrors
             detail = " ".join(str(error).split())  # the report must stay on one line

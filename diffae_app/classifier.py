@@ -2,13 +2,20 @@
 
 An artefact is one `.safetensors` file: `weight` (A, D), `bias` (A,), `z_mean` (D,), `z_std`
 (D,), optionally `direction` (A, D) edit directions, plus a metadata header with the attribute
-names (the only source of slider names) and optional per-attribute metrics. Logits are
+names (the only source of slider names), optional per-attribute metrics and, for standalone
+artefacts, the fingerprint of the model they were fitted to. Logits are
 weight @ ((z - z_mean) / z_std) + bias, as the official ClsModel computes them.
+
+Standalone artefacts (not part of a model bundle) live in the repository's top-level
+``classifiers/`` folder (:func:`classifiers_dir`; ``DIFFAE_CLASSIFIERS`` moves it): custom
+attributes saved by the CLI, the official CelebA-HQ classifier placed there by ``convert``.
+:func:`find_classifiers` lists the ones that fit a model, by that fingerprint.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +24,46 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 FORMAT = "diffae-studio-classifier"
+
+#: The repository's folder of standalone classifier artefacts.
+CLASSIFIERS_DIR = Path(__file__).resolve().parents[1] / "classifiers"
+
+
+def classifiers_dir() -> Path:
+    """Where standalone artefacts are saved and looked for: ``$DIFFAE_CLASSIFIERS``, else
+    :data:`CLASSIFIERS_DIR`."""
+    return Path(os.environ.get("DIFFAE_CLASSIFIERS") or CLASSIFIERS_DIR)
+
+
+def artefact_name(attribute: str, fingerprint: str) -> str:
+    """File name of a standalone artefact: ``<attribute>-<model fingerprint>.safetensors``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in attribute)[:64]
+    return f"{safe or 'attribute'}-{fingerprint or 'any'}.safetensors"
+
+
+def read_header(path: str | Path) -> dict[str, str] | None:
+    """The metadata of a classifier artefact without reading its tensors; None when the file
+    is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # safetensors raises several types for a bad header
+        return None
+    return meta if meta.get("format") == FORMAT else None
+
+
+def find_classifiers(fingerprint: str, folder: str | Path | None = None) -> list[Path]:
+    """Artefacts in ``folder`` (default :func:`classifiers_dir`) fitted to the model with this
+    fingerprint (``Studio.fit_fingerprint``), by file name."""
+    folder = Path(folder) if folder is not None else classifiers_dir()
+    if not fingerprint or not folder.is_dir():
+        return []
+    return [
+        path
+        for path in sorted(folder.glob("*.safetensors"))
+        if (read_header(path) or {}).get("model_fingerprint") == fingerprint
+    ]
+
 
 # CelebA attribute order of the official classifier rows (CelebAttrDataset.id_to_cls).
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
@@ -49,6 +96,9 @@ class AttributeClassifier:
     # along the classifier rows (the official recipe). train/classifiers.py stores the class-mean
     # differences here, which move a decoder that reads z_sem weakly far better than the rows.
     directions: torch.Tensor | None = None
+    # Studio.fit_fingerprint of the model this was fitted to ("" = not recorded, e.g. a
+    # bundle's own classifier, which travels with its model anyway).
+    model_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         a, d = self.weight.shape
@@ -108,6 +158,8 @@ class AttributeClassifier:
             "metrics": json.dumps(self.metrics),
             "source": self.source,
         }
+        if self.model_fingerprint:
+            metadata["model_fingerprint"] = self.model_fingerprint
         save_file(tensors, str(path), metadata=metadata)
         return path
 
@@ -136,4 +188,5 @@ class AttributeClassifier:
             metrics=json.loads(meta.get("metrics") or "{}"),
             source=meta.get("source", ""),
             directions=tensors["direction"].float() if "direction" in tensors else None,
+            model_fingerprint=meta.get("model_fingerprint", ""),
         )

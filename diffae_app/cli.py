@@ -6,6 +6,9 @@
     python -m diffae_app interpolate a.jpg b.jpg --frames 8 --out morph.gif
     python -m diffae_app sample -n 8 --seed 1 --out samples.png
     python -m diffae_app recipe apply recipe.json photo.jpg --out again.png
+    python -m diffae_app custom --name Freckles --positive a*.png --negative b*.png
+                                         # writes classifiers/Freckles-<model fingerprint>.safetensors
+    python -m diffae_app fetch-detector-weights   # face-alignment's FAN weights, once, hash-checked
     python -m diffae_app convert checkpoints/ models/ffhq256
 
 Exit codes: 0 done; 2 bad input or arguments (one line ``error: ...`` on stderr); 1 an output
@@ -61,7 +64,11 @@ def _common_options() -> argparse.ArgumentParser:
         help="'default' (bundled SynthFaces-64), a bundle folder, a Hub repo id, or an official "
         "checkpoint (.ckpt or checkpoints/ folder); default: %(default)s",
     )
-    group.add_argument("--revision", help="Hub revision (branch, tag or commit) for a repo id")
+    group.add_argument(
+        "--revision",
+        help="Hub revision for a repo id; a commit hash pins the exact weights (a branch or "
+        "tag can move)",
+    )
     group.add_argument(
         "--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda[:N], mps"
     )
@@ -69,7 +76,8 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     group.add_argument(
         "--detector", default="auto", choices=("auto", "dlib", "face_alignment"),
-        help="face landmark backend",
+        help="face landmark backend; auto: face-alignment when its weights are in the torch hub "
+        "cache (see fetch-detector-weights), else dlib",
     )  # fmt: skip
     group.add_argument(
         "--quality",
@@ -198,12 +206,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--crop-out")
 
-    p = command("custom-attribute", "fit a new attribute slider from example images")
+    help_custom = "fit a new attribute slider from example images"
+    p = commands.add_parser(
+        "custom-attribute",
+        aliases=["custom"],
+        help=help_custom,
+        description=help_custom,
+        parents=[common],
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--positive", nargs="+", required=True, help="images that have it")
     p.add_argument("--negative", nargs="+", required=True, help="images that do not")
     p.add_argument("--aligned", action="store_true", help="examples are aligned crops")
-    p.add_argument("--out", required=True, help="classifier artefact (.safetensors)")
+    p.add_argument(
+        "--out",
+        help="classifier artefact (.safetensors); default: classifiers/NAME-<model "
+        "fingerprint>.safetensors, where the app lists it for this model",
+    )
+
+    help_fetch = (
+        "download face-alignment's two weight files (~90 MB each) into the torch hub cache, "
+        "checking their sha256; afterwards --detector auto uses face-alignment offline"
+    )
+    commands.add_parser("fetch-detector-weights", help=help_fetch, description=help_fetch)
 
     commands.add_parser(
         "convert", help="convert an official checkpoint into a bundle (see convert --help)",
@@ -489,7 +514,20 @@ def _cmd_custom_attribute(args: argparse.Namespace, bars: _Bars) -> None:
     )
     accuracy = classifier.metrics[args.name]["train_accuracy"]
     print(f"fitted {args.name!r}: training accuracy {accuracy:.2f}")
-    print(f"wrote {classifier.save(args.out)}")
+    if args.out is None:
+        from .classifier import artefact_name, classifiers_dir
+
+        out = classifiers_dir() / artefact_name(args.name, classifier.model_fingerprint)
+    else:
+        out = Path(args.out)
+    print(f"wrote {classifier.save(out)}")
+
+
+def _cmd_fetch_detector_weights(args: argparse.Namespace, bars: _Bars) -> None:
+    from .align import FAN_WEIGHT_FILES, FanDetector
+
+    detector = FanDetector(allow_download=True)
+    print(f"face-alignment weights ready in {detector.weights_dir}: {', '.join(FAN_WEIGHT_FILES)}")
 
 
 _COMMANDS = {
@@ -502,6 +540,8 @@ _COMMANDS = {
     "sample": _cmd_sample,
     "recipe": _cmd_recipe,
     "custom-attribute": _cmd_custom_attribute,
+    "custom": _cmd_custom_attribute,
+    "fetch-detector-weights": _cmd_fetch_detector_weights,
 }
 
 
@@ -513,11 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return convert_main(argv[1:])
     args = build_parser().parse_args(argv)
-    bars = _Bars(args.quiet)
+    quiet = getattr(args, "quiet", False)  # not every command has the common options
+    bars = _Bars(quiet)
     # --quiet also hides notes such as the detector fallback, so stderr holds only errors.
     package_logger = logging.getLogger("diffae_app")
     previous_level = package_logger.level
-    if args.quiet:
+    if quiet:
         package_logger.setLevel(logging.ERROR)
     try:
         _COMMANDS[args.command](args, bars)

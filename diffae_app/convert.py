@@ -15,6 +15,7 @@ built on the meta device, so peak memory stays near the size of the EMA half of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -338,6 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-classifier", action="store_true", help="skip the classifier found in SRC"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    parser.add_argument(
+        "--classifier-to",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="also place the converted classifier in DIR (default: the repository's "
+        "classifiers/) as a standalone artefact recording the model's fingerprint",
+    )
     args = parser.parse_args(argv)
     try:
         out = convert_official(
@@ -355,7 +364,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(f"wrote {out}")
+    if args.classifier_to is not None:
+        try:
+            placed = place_classifier(out, args.classifier_to or None)
+        except (CheckpointError, OSError) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1 if isinstance(exc, OSError) else 2
+        print(f"wrote {placed}")
     return 0
+
+
+def place_classifier(bundle: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+    """Copy a bundle's converted classifier into ``folder`` (default
+    :func:`~diffae_app.classifier.classifiers_dir`) as a standalone artefact that records the
+    bundle model's fit fingerprint, so the app lists it whenever that model is loaded.
+
+    Raises:
+        CheckpointError: the bundle has no converted classifier.
+    """
+    from .classifier import artefact_name, classifiers_dir
+    from .pipeline import fit_fingerprint
+
+    source = Path(bundle) / "classifiers" / f"{CLASSIFIER_NAME}.safetensors"
+    if not source.is_file():
+        raise CheckpointError(f"{bundle}: the bundle has no {CLASSIFIER_NAME} classifier to place")
+    from .diffae import DiffAE
+
+    fingerprint = fit_fingerprint(DiffAE.from_pretrained(bundle, device="cpu"))
+    classifier = dataclasses.replace(
+        AttributeClassifier.load(source), model_fingerprint=fingerprint
+    )
+    target = Path(folder) if folder is not None else classifiers_dir()
+    return classifier.save(target / artefact_name(CLASSIFIER_NAME, fingerprint))
 
 
 if __name__ == "__main__":

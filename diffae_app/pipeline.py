@@ -8,8 +8,9 @@
 Encode once, edit many: :meth:`Studio.encode_photo` does the expensive work (detection,
 alignment, the semantic encoder and the DDIM inversion that gives x_T) and returns a
 :class:`~diffae_app.session.Session`, a small CPU-only object the caller keeps (a UI keeps one per
-user). :meth:`Studio.render` only runs the decoder. A bounded LRU cache keyed by the photo's
-pixel hash, the face, the model and T_inv makes re-uploads free.
+user). :meth:`Studio.render` only runs the decoder. The studio itself holds weights only: a
+caller that wants re-uploads to be free passes its own
+:class:`~diffae_app.encoding_cache.EncodingCache` (one per user, never shared).
 
 This module is the only place that decides the device, the precision, inference mode and
 random generators: every random draw comes from a CPU ``torch.Generator`` seeded by the
@@ -23,12 +24,12 @@ endpoints and "send to Edit" samples reproduce their single renders exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,10 @@ from .align import (
 )
 from .checkpoints import CheckpointError
 from .classifier import AttributeClassifier, ClassifierError
-from .diffae import PRECISIONS, DiffAE
+from .diffae import PRECISIONS, DiffAE, _stored_dtypes
 from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, slerp
 from .editing import solve_target_strengths as _solve_targets
+from .encoding_cache import EncodingCache
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
 from .progress import CancelCheck, PreviewCallback, step_callback
 from .session import (
@@ -79,6 +81,7 @@ __all__ = [
     "MIN_RELATIVE_FACE_SCORE",
     "Studio",
     "choose_device",
+    "fit_fingerprint",
     "grid",
     "model_fingerprint",
     "usable_faces",
@@ -153,6 +156,30 @@ def model_fingerprint(model: DiffAE) -> str:
     return digest.hexdigest()[:12]
 
 
+def fit_fingerprint(model: DiffAE) -> str:
+    """12 hex digits naming the weights an attribute classifier is fitted to, equal at every
+    precision (unlike :func:`model_fingerprint`, which sees bfloat16 rounding).
+
+    Hashes the config, every tensor's name and shape, and sampled values of the tensors kept
+    float32 in every precision: the latent DPM and, in the autoencoder, the normalisation
+    layers and the output layer, which any retraining or fine-tuning moves. Stored in
+    classifier artefacts so an app lists only the ones that fit its model.
+    """
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    modules = [("autoencoder", model.autoencoder)]
+    if model.latent_net is not None:
+        modules.append(("latent_net", model.latent_net))
+    for prefix, module in modules:
+        kept = _stored_dtypes(module, torch.bfloat16)
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{prefix}.{name}{tuple(tensor.shape)}".encode())
+            if prefix == "latent_net" or kept.get(name) == torch.float32:
+                flat = tensor.detach().reshape(-1)
+                step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+                digest.update(flat[::step].to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def usable_faces(faces: Sequence[Face]) -> list[Face]:
     """Faces scoring at least :data:`MIN_RELATIVE_FACE_SCORE` of the best, order kept."""
     if not faces:
@@ -223,38 +250,6 @@ class _Progress:
             self.advance(message, self.total - self.done)
 
 
-class _LRU:
-    """A small thread-safe LRU map (Gradio runs handlers in worker threads)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 # --------------------------------------------------------------------------- model loading
 
 
@@ -294,9 +289,10 @@ def _load_model(
 class Studio:
     """A loaded model plus everything needed to edit faces with it.
 
-    One Studio serves every user: it holds the model, the face detector and the encoding
-    cache, never per-user state (that is the :class:`Session`). Methods are safe to call from
-    several threads.
+    One Studio serves every user: it holds the model's weights and the face detector, never
+    anything of a user (their :class:`Session` and, optionally, their own
+    :class:`~diffae_app.encoding_cache.EncodingCache` are the caller's). Methods are safe to
+    call from several threads.
 
     Args:
         model: the loaded DiffAE (its device and precision are used as they are).
@@ -305,7 +301,6 @@ class Studio:
             ("auto", "dlib", "face_alignment"); created at first use.
         classifier: which of the model's classifier artefacts make the sliders (file stem,
             e.g. "synthfaces"); default all of them, merged in name order.
-        cache_size: encoded faces kept (each holds its photo: ~3 bytes per pixel).
     """
 
     def __init__(
@@ -315,17 +310,16 @@ class Studio:
         model_id: str | None = None,
         detector: LandmarkDetector | str = "auto",
         classifier: str | None = None,
-        cache_size: int = 16,
     ) -> None:
         self.model = model
         self.model_id = model_id or model.config.name
         self.model_revision = model_fingerprint(model)
+        # Which standalone classifier artefacts (classifiers/) fit this model.
+        self.fit_fingerprint = fit_fingerprint(model)
         self.classifier = self._pick_classifier(model.classifiers, classifier)
         self._detector_spec = detector
         self._detector: LandmarkDetector | None = None if isinstance(detector, str) else detector
         self._detector_lock = threading.Lock()
-        self._sessions = _LRU(cache_size)
-        self._faces = _LRU(cache_size)
 
     @classmethod
     def load(
@@ -337,7 +331,6 @@ class Studio:
         precision: str = "float32",
         detector: LandmarkDetector | str = "auto",
         classifier: str | None = None,
-        cache_size: int = 16,
     ) -> Studio:
         """Load a model and build the studio around it.
 
@@ -348,8 +341,10 @@ class Studio:
                 folder (its ``*_cls`` classifier is picked up when present).
             revision: Hub revision (branch, tag or commit) for repo ids.
             device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps".
-            precision: "float32", "bfloat16" or "float16" (autocast; weights stay float32).
-            detector, classifier, cache_size: see :class:`Studio`.
+            precision: "float32", "bfloat16" or "float16": the autoencoder's weights are cast
+                to it once at load (one copy in memory); the latent DPM and the classifiers
+                stay float32.
+            detector, classifier: see :class:`Studio`.
 
         Raises:
             CheckpointError: the model cannot be found or read.
@@ -367,7 +362,6 @@ class Studio:
             model_id=model_id,
             detector=detector,
             classifier=classifier,
-            cache_size=cache_size,
         )
 
     @staticmethod
@@ -420,35 +414,34 @@ class Studio:
                 self._detector = make_detector(str(self._detector_spec))
             return self._detector
 
-    def clear_cache(self) -> None:
-        """Forget every cached encoding and detection."""
-        self._sessions.clear()
-        self._faces.clear()
-
     def _model_key(self) -> tuple[str, str]:
         return (self.model_id, self.model_revision)
 
     # ------------------------------------------------------------------ detection and encoding
 
-    def detect_faces(self, photo: ImageSource) -> list[Face]:
+    def detect_faces(self, photo: ImageSource, *, cache: EncodingCache | None = None) -> list[Face]:
         """The usable faces in ``photo``, best first (size, among confident detections).
 
         Args:
             photo: a path, bytes, file, PIL image or array (EXIF orientation is applied; face
                 coordinates refer to the upright photo).
+            cache: the caller's own cache (one per user), or None: detect afresh.
 
         Raises:
             ImageError: not a usable image.
             NoFaceFound: no face.
         """
         image = load_image(photo)
-        return list(self._detect(image, _photo_hash(image)))
+        return list(self._detect(image, _photo_hash(image), cache))
 
-    def _detect(self, image: Image.Image, digest: str) -> list[Face]:
-        faces = self._faces.get(digest)
+    def _detect(
+        self, image: Image.Image, digest: str, cache: EncodingCache | None = None
+    ) -> list[Face]:
+        faces = cache.faces.get(digest) if cache is not None else None
         if faces is None:
             faces = usable_faces(detect_faces(image, self.detector))
-            self._faces.put(digest, faces)
+            if cache is not None:
+                cache.faces.put(digest, faces)
         return faces
 
     def _steps(self, T: int | None, kind: str) -> int:
@@ -464,17 +457,20 @@ class Studio:
         face_index: int = 0,
         T_inv: int | None = None,
         progress: ProgressCallback | None = None,
+        cache: EncodingCache | None = None,
     ) -> Session:
-        """Detect, align and encode one face of a photo (cached).
+        """Detect, align and encode one face of a photo.
 
         Args:
             photo: anything :func:`~diffae_app.imaging.load_image` accepts.
             face_index: which face, 0 = the best (see :meth:`detect_faces`).
             T_inv: DDIM inversion steps for x_T; default the "balanced" preset's.
             progress: called with (step, total, message); total = T_inv + 2.
+            cache: the caller's own cache (one per user); None encodes afresh every time.
 
         Returns:
-            The session; the same object again for the same photo, face, model and T_inv.
+            The session; with a cache, the same object again for the same photo, face, model
+            and T_inv.
 
         Raises:
             ImageError, NoFaceFound, FaceTooSmall: bad photo.
@@ -486,12 +482,12 @@ class Studio:
         if isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer)):
             raise FaceIndexError(f"face index must be a whole number, got {face_index!r}")
         key = ("photo", digest, int(face_index), self._model_key(), T_inv)
-        cached = self._sessions.get(key)
+        cached = cache.sessions.get(key) if cache is not None else None
         if cached is not None:
             _Progress(progress, 1).finish("encoding (cached)")
             return cached
         steps = _Progress(progress, T_inv + 2)
-        faces = self._detect(image, digest)
+        faces = self._detect(image, digest, cache)
         if not 0 <= face_index < len(faces):
             count = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
             raise FaceIndexError(
@@ -501,6 +497,7 @@ class Studio:
         steps.advance("aligning the face")
         z_sem, x_T = self._encode_crop(aligned.image, T_inv, steps)
         return self._remember(
+            cache,
             key,
             kind="photo",
             photo=image,
@@ -520,11 +517,13 @@ class Studio:
         *,
         T_inv: int | None = None,
         progress: ProgressCallback | None = None,
+        cache: EncodingCache | None = None,
     ) -> Session:
-        """Encode an already-aligned square face (an FFHQ crop, a SynthFaces image), cached.
+        """Encode an already-aligned square face (an FFHQ crop, a SynthFaces image).
 
         No detection: the image is resized to the model's size (Lanczos) as it is. Renders of
-        this session have no paste-back; their "photo" is the crop.
+        this session have no paste-back; their "photo" is the crop. ``cache``: as in
+        :meth:`encode_photo`.
 
         Raises:
             ImageError: not a usable image.
@@ -541,7 +540,7 @@ class Studio:
         crop = picture if picture.width == size else picture.resize((size, size), Image.LANCZOS)
         digest = _photo_hash(crop)
         key = ("aligned", digest, self._model_key(), T_inv)
-        cached = self._sessions.get(key)
+        cached = cache.sessions.get(key) if cache is not None else None
         if cached is not None:
             _Progress(progress, 1).finish("encoding (cached)")
             return cached
@@ -549,6 +548,7 @@ class Studio:
         steps.advance("preparing the face")
         z_sem, x_T = self._encode_crop(crop, T_inv, steps)
         return self._remember(
+            cache,
             key,
             kind="aligned",
             photo=crop,
@@ -562,10 +562,11 @@ class Studio:
             T_inv=T_inv,
         )
 
-    def _remember(self, key: tuple, **fields: Any) -> Session:
-        """A new session of this model, cached under `key`."""
+    def _remember(self, cache: EncodingCache | None, key: tuple, **fields: Any) -> Session:
+        """A new session of this model, kept under `key` in the caller's cache (if any)."""
         session = Session(model_id=self.model_id, model_revision=self.model_revision, **fields)
-        self._sessions.put(key, session)
+        if cache is not None:
+            cache.sessions.put(key, session)
         return session
 
     def _encode_crop(
@@ -953,8 +954,9 @@ class Studio:
         direction is fitted in the slider set's normalised space (the classifier's statistics,
         else the latent DPM's), so its strengths mean the same as the other sliders'. Pass the
         result to :meth:`render` in ``custom_attributes``; save it with ``.save(path)``
-        (e.g. into a bundle's ``classifiers/``) and load it with
-        ``AttributeClassifier.load(path)``.
+        (the repository's ``classifiers/`` folder, or a bundle's) and load it with
+        ``AttributeClassifier.load(path)``. It records :attr:`fit_fingerprint`, so apps list
+        it only for this model.
 
         Raises:
             EditError: too few examples or a bad name. ClassifierError: the name is taken.
@@ -970,13 +972,14 @@ class Studio:
             z_mean, z_std = self.model.z_mean.cpu(), self.model.z_std.cpu()
         else:
             z_mean, z_std = torch.zeros(width), torch.ones(width)
-        return fit_custom_attribute(
+        fitted = fit_custom_attribute(
             self.semantic_codes(positive, aligned=aligned),
             self.semantic_codes(negative, aligned=aligned),
             name,
             z_mean=z_mean,
             z_std=z_std,
         )
+        return dataclasses.replace(fitted, model_fingerprint=self.fit_fingerprint)
 
     # ------------------------------------------------------------------ recipes
 

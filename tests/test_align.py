@@ -22,6 +22,7 @@ from matplotlib import cbook
 from PIL import Image, ImageDraw
 from skimage import data as skimage_data
 
+from diffae_app import align
 from diffae_app.align import (
     FAN_WEIGHT_FILES,
     AlignedFace,
@@ -580,9 +581,14 @@ def test_download_is_opt_in_and_its_failure_is_one_line(
 
     def online(url: str, destination: str, **kwargs: object) -> None:
         requested.append(url)
+        # Every download is checked against the sha256 prefix in its file name.
+        assert kwargs["hash_prefix"] == url.rsplit("-", 1)[1].split(".", 1)[0]
         Path(destination).write_bytes(b"weights")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", online)
+    # These stand-in bytes cannot match the published hashes (test_detector_weights.py tests
+    # the check itself); here only the download flow is under test.
+    monkeypatch.setattr(align, "check_fan_weights", lambda path: None)
     requested.clear()
     fan = make_detector("face_alignment", allow_download=True)
     assert fan.name == "face_alignment"
@@ -629,6 +635,9 @@ def test_fan_backend_loads_weights_from_torch_home(
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     _write_fake_fan_weights(tmp_path / "hub" / "checkpoints")
+    # Random weights cannot match the published sha256 (the check has its own tests in
+    # test_detector_weights.py); here the loading path is under test.
+    monkeypatch.setattr(align, "check_fan_weights", lambda path: None)
     detector = make_detector("auto")
     assert detector.name == "face_alignment"
     assert str(tmp_path / "hub" / "checkpoints") in detector.reason

@@ -42,7 +42,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def registry(model_dir: str) -> ModelRegistry:
-    return ModelRegistry(lambda spec: Studio.load(spec, device="cpu"), model_dir)
+    return ModelRegistry(lambda spec: Studio.load(spec, device="cpu"), model_dir, allow_custom=True)
 
 
 @pytest.fixture(scope="module")
@@ -171,19 +171,19 @@ def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path
     out = encode(handlers, photo)
     state = out["state"]
     assert state.session is not None and state.session.kind == "photo"
-    assert out["crop"].size == (state.session.image_size,) * 2
+    assert out["crop"]["value"].size == (state.session.image_size,) * 2
     assert "PSNR" in out["quality_md"] and state.psnr is not None
     assert Path(out["dl_encoding"]["value"]).is_file()
     outs = render(handlers, state, {"Bangs": 0.8, "Smiling": 0.5}, quality="balanced")
     assert len(outs) == 2  # a quick low-step preview first, then the final render
-    assert outs[0]["edited_crop"].size == out["crop"].size and "dl_png" not in outs[0]
+    assert outs[0]["edited_crop"].size == out["crop"]["value"].size and "dl_png" not in outs[0]
     final = outs[-1]
-    assert final["edited_crop"].size == out["crop"].size
+    assert final["edited_crop"].size == out["crop"]["value"].size
     png = Image.open(final["dl_png"]["value"])
     assert png.size == Image.open(photo).size
     recipe = json.loads(Path(final["dl_recipe"]["value"]).read_text())
     assert recipe["strengths"] == {"Bangs": 0.8, "Smiling": 0.5}
-    assert Image.open(final["dl_crop"]["value"]).size == out["crop"].size
+    assert Image.open(final["dl_crop"]["value"]).size == out["crop"]["value"].size
 
 
 def test_locks_and_target_mode(handlers: Handlers):
@@ -297,7 +297,11 @@ def test_model_selector_errors_are_clear(handlers: Handlers, tmp_path: Path):
     (wrong / "config.json").write_text("{not json")
     with pytest.raises(gr.Error) as broken:
         handlers.on_load_model(str(wrong), MODES[0], state)
-    assert "config" in broken.value.message.lower()
+    # One message for every cause: it must not tell a missing path from a broken model.
+    assert "wrong-model" in broken.value.message
+    assert broken.value.message.replace("wrong-model", "X") == missing.value.message.replace(
+        "no-such-model", "X"
+    )
     loaded = handlers.on_load_model("", MODES[0], state)  # back to the default
     assert loaded["state"].model == "" and "Model" in loaded["header"]
 
@@ -325,7 +329,7 @@ def test_random_faces_send_to_edit(handlers: Handlers):
     assert sent["state"].session is state.samples[1]
     assert sent["tabs"]["selected"] == "edit" and sent["photo"] is None
     final = render(handlers, sent["state"], {"Smiling": 0.4})[-1]
-    assert final["edited_crop"].size == sent["crop"].size
+    assert final["edited_crop"].size == sent["crop"]["value"].size
 
 
 def test_interpolate_writes_strip_and_gif(handlers: Handlers):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from diffae_app.classifier import AttributeClassifier, ClassifierError
 from diffae_app.config import preset
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START, generate, generate_batch
 from diffae_app.diffae import DiffAE
+from diffae_app.encoding_cache import EncodingCache
 from diffae_app.imaging import load_image
 from diffae_app.models import AutoencoderNet
 from diffae_app.pipeline import (
@@ -242,36 +242,40 @@ def test_zero_strengths_reproduce_the_reconstruction_exactly(studio: Studio) -> 
 def test_slider_changes_do_no_encoding_work(
     tiny_studio: Studio, astronaut: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tiny_studio.clear_cache()
     counter = _Counter(tiny_studio.model, monkeypatch)
     upload = _png(astronaut)
-    session = tiny_studio.encode_photo(upload, T_inv=T_INV)
+    cache = EncodingCache()
+    session = tiny_studio.encode_photo(upload, T_inv=T_INV, cache=cache)
     assert (counter.encode, counter.invert) == (1, 1)
     first = tiny_studio.render(session, {"Smiling": 0.3}, T_render=T_RENDER)
     second = tiny_studio.render(session, {"Smiling": 0.5, "Bangs": -0.2}, T_render=T_RENDER)
     assert (counter.encode, counter.invert) == (1, 1)  # sliders only render
     assert first.crop.tobytes() != second.crop.tobytes()
-    # A re-upload of the same picture (other encoding, same pixels) is free.
-    assert tiny_studio.encode_photo(astronaut, T_inv=T_INV) is session
+    # A re-upload of the same picture (other encoding, same pixels) into the same user's
+    # cache is free.
+    assert tiny_studio.encode_photo(astronaut, T_inv=T_INV, cache=cache) is session
     assert (counter.encode, counter.invert) == (1, 1)
     # Another T_inv is another x_T.
-    tiny_studio.encode_photo(astronaut, T_inv=T_INV + 1)
+    tiny_studio.encode_photo(astronaut, T_inv=T_INV + 1, cache=cache)
     assert (counter.encode, counter.invert) == (2, 2)
+    # Without the user's cache (another user) the same photo is encoded afresh.
+    assert tiny_studio.encode_photo(astronaut, T_inv=T_INV) is not session
+    assert (counter.encode, counter.invert) == (3, 3)
 
 
-def test_cache_is_bounded(tiny_studio: Studio, studio_bundle: Path, detector) -> None:
-    small = Studio.load(studio_bundle, device="cpu", detector=detector, cache_size=2)
-    faces = [_face(HELDOUT_SEED_START + k, small) for k in range(3)]
-    sessions = [small.encode_aligned(face, T_inv=2) for face in faces]
-    assert small.encode_aligned(faces[2], T_inv=2) is sessions[2]
-    assert small.encode_aligned(faces[0], T_inv=2) is not sessions[0]  # evicted
+def test_cache_is_bounded(tiny_studio: Studio) -> None:
+    cache = EncodingCache(size=2)
+    faces = [_face(HELDOUT_SEED_START + k, tiny_studio) for k in range(3)]
+    sessions = [tiny_studio.encode_aligned(face, T_inv=2, cache=cache) for face in faces]
+    assert tiny_studio.encode_aligned(faces[2], T_inv=2, cache=cache) is sessions[2]
+    assert tiny_studio.encode_aligned(faces[0], T_inv=2, cache=cache) is not sessions[0]
 
 
 def test_progress_reports_every_step(tiny_studio: Studio) -> None:
-    tiny_studio.clear_cache()
     calls: list[tuple[int, int, str]] = []
+    cache = EncodingCache()
     session = tiny_studio.encode_aligned(
-        _face(7, tiny_studio), T_inv=T_INV, progress=lambda *a: calls.append(a)
+        _face(7, tiny_studio), T_inv=T_INV, progress=lambda *a: calls.append(a), cache=cache
     )
     assert [c[0] for c in calls] == list(range(1, T_INV + 3))
     assert {c[1] for c in calls} == {T_INV + 2}
@@ -281,7 +285,7 @@ def test_progress_reports_every_step(tiny_studio: Studio) -> None:
     assert calls == [(k, T_RENDER, "rendering") for k in range(1, T_RENDER + 1)]
     calls.clear()
     tiny_studio.encode_aligned(
-        _face(7, tiny_studio), T_inv=T_INV, progress=lambda *a: calls.append(a)
+        _face(7, tiny_studio), T_inv=T_INV, progress=lambda *a: calls.append(a), cache=cache
     )
     assert calls == [(1, 1, "encoding (cached)")]
 
@@ -660,12 +664,6 @@ def test_custom_attribute_from_latents_and_sessions(tiny_studio: Studio) -> None
     assert custom.metrics["X"]["num_positive"] == 3.0
     with pytest.raises(EditError, match="at least 2 negative"):
         tiny_studio.custom_attribute(sessions[:2], sessions[2:3], "X")
-
-
-@pytest.fixture()
-def _restore_cache(tiny_studio: Studio) -> Iterator[None]:
-    yield
-    tiny_studio.clear_cache()
 
 
 # ------------------------------------------------------------------------------------------

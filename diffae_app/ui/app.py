@@ -26,13 +26,14 @@ from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
+from . import saved
 from .components import PhotoInput
 from .examples import real_photo_examples, shipped_examples
 from .handlers import MODES, STRENGTH_RANGE, STRENGTH_STEP, Handlers
 from .layout import CSS, GROUP_TITLES, GROUPS, SEARCH_JS, SliderBank, attribute_label
 from .models import ModelRegistry, describe
 from .runtime import Settings, gpu
-from .state import delete_outputs
+from .state import UserState, delete_outputs
 
 TITLE = "DiffAE Studio"
 IMAGE_TYPES = ["image"]
@@ -67,10 +68,15 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
         def fresh_state() -> Any:  # a function (deep-copied as itself), called per session
             return handlers.new_state()
 
+        def forget(state: Any) -> None:  # the session expired: drop all of it
+            delete_outputs(state)
+            if isinstance(state, UserState):
+                models.release(state.uid)
+
         c["state"] = gr.State(
             fresh_state,
             time_to_live=settings.session_ttl,
-            delete_callback=delete_outputs,
+            delete_callback=forget,
         )
         gr.Markdown(f"# {TITLE}\nEdit faces with Diffusion Autoencoders: upload, slide, download.")
         c["header"] = gr.Markdown(
@@ -83,7 +89,9 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
                     value=models.default_spec,
                     allow_custom_value=models.allow_custom,
                     label="Model: 'default' (bundled), a bundle folder, an official checkpoints "
-                    "folder or .ckpt, or a Hub repo id",
+                    "folder or .ckpt, or a Hub repo id"
+                    if models.allow_custom
+                    else "Model (the models this server offers)",
                     elem_id="model-choice",
                     scale=4,
                 )
@@ -97,8 +105,9 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
                 _interpolate_tab(c)
             with gr.Tab("Random faces", id="random", elem_id="tab-random"):
                 _random_tab(c, studio)
-            with gr.Tab("Custom attribute", id="custom", elem_id="tab-custom"):
-                _custom_tab(c)
+            with gr.Tab("Custom attribute", id="custom", elem_id="tab-custom") as custom_tab:
+                c["custom_tab"] = custom_tab
+                _custom_tab(c, studio)
         _api_components(c)
         _wire(c, handlers, bank)
     demo.studio_models = models  # for tests and app.py
@@ -317,7 +326,7 @@ def _random_tab(c: dict[str, Any], studio: Any) -> None:
     c["send_btn"] = gr.Button("Send to Edit", elem_id="send-to-edit")
 
 
-def _custom_tab(c: dict[str, Any]) -> None:
+def _custom_tab(c: dict[str, Any], studio: Any) -> None:
     gr.Markdown(
         "Teach the studio a new attribute: a few photos **with** it and a few **without** "
         "(2 of each at least, 4+ work better). A new slider appears in the Edit tab's *Custom* "
@@ -350,6 +359,17 @@ def _custom_tab(c: dict[str, Any]) -> None:
     c["custom_file"] = gr.File(
         label="Classifier artefact", interactive=False, elem_id="custom-file"
     )
+    with gr.Row():
+        c["saved_pick"] = gr.Dropdown(
+            choices=saved.saved_choices(studio),
+            value=[],
+            multiselect=True,
+            allow_custom_value=False,
+            label="Saved attributes for this model (the server's classifiers/ folder)",
+            elem_id="saved-pick",
+            scale=4,
+        )
+        c["saved_btn"] = gr.Button("Add to my sliders", elem_id="saved-btn", scale=1)
 
 
 def _api_components(c: dict[str, Any]) -> None:
@@ -603,6 +623,24 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
             c["state"],
         ],
         outputs=_outputs(c, custom_keys),
+        concurrency_id="model",
+        **private,
+    )
+
+    # ---- saved attributes (classifiers/): listed for the session's model, added to its sliders
+    c["custom_tab"].select(
+        lambda state: saved.on_show(h, state),
+        inputs=[c["state"]],
+        outputs=[c["saved_pick"]],
+        show_progress="hidden",
+        **private,
+    )
+    saved_keys = ["state", "custom_status", "chart", *slider_keys]
+    saved_map = _mapper(c, saved_keys)
+    c["saved_btn"].click(
+        lambda picked, mode, state: saved_map(saved.on_add(h, picked, mode, state)),
+        inputs=[c["saved_pick"], c["mode"], c["state"]],
+        outputs=_outputs(c, saved_keys),
         concurrency_id="model",
         **private,
     )

@@ -1,13 +1,16 @@
 """Example faces for the Examples rows: generated SynthFaces shipped in assets/examples/, plus
-real photographs that installed packages carry (written to a temp folder at start-up, never
-committed to the repository).
+real photographs that installed packages carry (written to a private temp folder of the process at
+start-up, never committed to the repository).
 
 Regenerate the shipped PNGs with ``python -m diffae_app.ui.examples``.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -58,10 +61,20 @@ def shipped_examples(folder: Path = EXAMPLES_DIR) -> list[Path]:
     return [folder / f"{n}.png" for n in names if (folder / f"{n}.png").is_file()]
 
 
+@functools.cache
+def examples_root() -> Path:
+    """This process's folder for the real-photo examples: ``tempfile.mkdtemp`` (mode 0700, a
+    random name), so no other local user can plant a file the app would serve as an example;
+    removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix="diffae-studio-examples-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
 def real_photo_examples(folder: Path | None = None) -> list[Path]:
     """Real photographs from installed packages (scikit-image's astronaut, matplotlib's Grace
     Hopper), written as files the app may serve; missing packages are skipped silently."""
-    folder = folder or Path(tempfile.gettempdir()) / "diffae-studio-examples"
+    folder = folder or examples_root()
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     astronaut = folder / "astronaut.png"

@@ -25,7 +25,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from diffae_app.align import DetectorUnavailable
+from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
 from diffae_app.imaging import load_image
 from diffae_app.pipeline import write_gif, write_strip
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
@@ -153,7 +153,7 @@ class Handlers:
 
     def studio(self, state: UserState) -> Any:
         with user_errors("loading the model"):
-            return self.models.get(state.model or None)
+            return self.models.get(state.model or None, owner=state.uid)
 
     def new_state(self) -> UserState:
         """The initial state of a browser session (its slots map the default model)."""
@@ -248,7 +248,7 @@ class Handlers:
         )
         out: Outputs = {
             "state": state,
-            "crop": session.crop,
+            "crop": gr.update(value=session.crop, label=crop_caption(session)),
             "recon": recon.crop,
             "quality_md": quality_text,
             "chart": probability_chart_html(before),
@@ -283,13 +283,19 @@ class Handlers:
             image = load_photo(photo)
             report = _progress_callback(progress, span=0.8) if progress is not None else None
             if aligned:
-                session = studio.encode_aligned(image, T_inv=preset.T_inv, progress=report)
+                session = studio.encode_aligned(
+                    image, T_inv=preset.T_inv, progress=report, cache=state.cache
+                )
                 faces: tuple = ()
             else:
-                found = studio.detect_faces(image)
+                found = studio.detect_faces(image, cache=state.cache)
                 faces = tuple(tuple(float(v) for v in f.box) for f in found)
                 session = studio.encode_photo(
-                    image, face_index=face_index, T_inv=preset.T_inv, progress=report
+                    image,
+                    face_index=face_index,
+                    T_inv=preset.T_inv,
+                    progress=report,
+                    cache=state.cache,
                 )
         slots = self.bank.assign(studio.attribute_names, state.custom_names)
         return state.replace(session=session, faces=faces, slots=slots), studio
@@ -396,10 +402,13 @@ class Handlers:
                     face_index=session.face_index,
                     T_inv=preset.T_inv,
                     progress=report,
+                    cache=state.cache,
                 )
             elif session.kind == "aligned":
                 report = _progress_callback(progress, span=0.8) if progress is not None else None
-                session = studio.encode_aligned(session.photo, T_inv=preset.T_inv, progress=report)
+                session = studio.encode_aligned(
+                    session.photo, T_inv=preset.T_inv, progress=report, cache=state.cache
+                )
             return self.session_outputs(
                 studio, state.replace(session=session), mode, quality, progress, progress_start=0.8
             )
@@ -605,11 +614,13 @@ class Handlers:
             a = studio.encode_photo(
                 load_photo(photo_a),
                 T_inv=preset.T_inv,
+                cache=state.cache,
                 progress=_progress_callback(progress, span=0.25) if progress is not None else None,
             )
             b = studio.encode_photo(
                 load_photo(photo_b),
                 T_inv=preset.T_inv,
+                cache=state.cache,
                 progress=_progress_callback(progress, start=0.25, span=0.25)
                 if progress is not None
                 else None,
@@ -693,9 +704,10 @@ class Handlers:
         if progress is not None:
             progress(0.2, desc=f"loading {spec}")
         with user_errors("loading the model"):
-            studio = self.models.get(spec)
+            studio = self.models.get(spec, owner=state.uid)
         state = UserState(
             uid=state.uid,
+            cache=state.cache,
             model="" if spec == self.models.default_spec else spec,
             slots=self.bank.assign(studio.attribute_names),
         )
@@ -705,7 +717,7 @@ class Handlers:
         out: Outputs = {
             "state": state,
             "header": describe(studio, spec),
-            "model_choice": gr.update(choices=list(self.models.choices), value=spec),
+            "model_choice": gr.update(choices=self.models.choices_for(spec), value=spec),
             "crop": None,
             "recon": None,
             "quality_md": "",
@@ -752,6 +764,7 @@ class Handlers:
             "faces": [list(box) for box in state.faces],
             "psnr_db": value if math.isfinite(value) else None,
             "T_inv": state.session.T_inv,
+            "detector": detector_name(state.session),
             "probabilities": before,
         }
         return {
@@ -853,6 +866,22 @@ def _overview(
         scaled.append(box)
         draw.text((box[0] + 3, box[1] + 2), str(i + 1), fill=(255, 255, 0))
     return image, scaled
+
+
+def detector_name(session: Any) -> str | None:
+    """The landmark backend that aligned the session's face (None: no detection ran)."""
+    aligned = getattr(session, "aligned", None)
+    return aligned.face.backend if aligned is not None else None
+
+
+def crop_caption(session: Any) -> str:
+    """The aligned-face caption: which detector found and aligned the face."""
+    backend = detector_name(session)
+    if backend is not None:
+        return f"Aligned face (detector: {DETECTOR_LABELS.get(backend, backend)})"
+    if session.kind == "aligned":
+        return "Aligned face (given as aligned, no detection)"
+    return "Aligned face (no detection)"
 
 
 def _original(state: UserState) -> Image.Image | str:

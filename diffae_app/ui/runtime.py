@@ -6,21 +6,26 @@ Everything here is read once by ``app.py``; nothing imports torch.
 ``DIFFAE_MODEL``                model at start-up: ``default`` (bundled SynthFaces-64), a
                                 bundle folder, an official checkpoint folder or ``.ckpt``, or
                                 a Hugging Face Hub repo id (``owner/name``)
-``DIFFAE_MODELS``               extra choices for the model selector, comma-separated
-``DIFFAE_ALLOW_MODEL_LOADING``  ``1``: users may type any folder/repo id into the selector;
-                                default on, except on a Hugging Face Space
+``DIFFAE_MODEL_REVISION``       Hub revision of ``DIFFAE_MODEL`` (a commit hash pins it)
+``DIFFAE_MODELS``               the allow-list: extra models users may pick, comma-separated
+                                (``owner/name@commit`` pins a Hub model's revision)
+``DIFFAE_ALLOW_MODEL_LOADING``  ``1``: users may also type any folder/repo id into the
+                                selector; default on only for a loopback-only server (off
+                                when bound beyond loopback, with ``GRADIO_SHARE``, on Spaces)
 ``DIFFAE_DEVICE``               ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``...
 ``DIFFAE_PRECISION``            ``float32`` (default), ``bfloat16``, ``float16``
 ``DIFFAE_CONCURRENCY``          renders running at once (default 2 on CPU, 1 on ZeroGPU)
 ``DIFFAE_QUEUE_SIZE``           waiting requests before new ones are refused (default 64)
 ``DIFFAE_SESSION_TTL``          seconds a browser session's state is kept (default 3600)
 ``GRADIO_SERVER_NAME``/``_PORT`` host and port (Gradio's own variables; 127.0.0.1:7860)
+``GRADIO_SHARE``                ``1``: a public share link (then typed models are off)
 ``GRADIO_ANALYTICS_ENABLED``    telemetry; this app sets it to ``False`` unless set
 =============================== =========================================================
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +38,18 @@ DEFAULT_MODEL = "default"
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only (None or empty:
+    Gradio's default, 127.0.0.1)."""
+    host = (host or "").strip().strip("[]")
+    if not host or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
 
 
 def on_spaces() -> bool:
@@ -58,6 +75,8 @@ def disable_telemetry() -> None:
 class Settings:
     model: str
     extra_models: tuple[str, ...]
+    # Whether users may type their own model specs: an open door to the server's files and
+    # disk, so only where nobody but the local user can reach the server (see from_env).
     allow_model_loading: bool
     device: str
     precision: str
@@ -68,23 +87,32 @@ class Settings:
     cache_every: int = 600
     cache_age: int = 3600
     max_upload: str = "50mb"
+    model_revision: str | None = None
+    server_name: str | None = None
+    share: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         allow = env.get("DIFFAE_ALLOW_MODEL_LOADING")
         default_concurrency = 1 if _truthy(env.get("SPACES_ZERO_GPU")) else 2
+        server_name = env.get("GRADIO_SERVER_NAME", "").strip() or None
+        share = _truthy(env.get("GRADIO_SHARE"))
+        private = is_loopback(server_name) and not share and not env.get("SPACE_ID")
         return cls(
             model=env.get("DIFFAE_MODEL", "").strip() or DEFAULT_MODEL,
             extra_models=tuple(
                 m.strip() for m in env.get("DIFFAE_MODELS", "").split(",") if m.strip()
             ),
-            allow_model_loading=_truthy(allow) if allow is not None else not env.get("SPACE_ID"),
+            allow_model_loading=_truthy(allow) if allow is not None else private,
             device=env.get("DIFFAE_DEVICE", "auto").strip() or "auto",
             precision=env.get("DIFFAE_PRECISION", "float32").strip() or "float32",
             concurrency=_positive(env, "DIFFAE_CONCURRENCY", default_concurrency),
             queue_size=_positive(env, "DIFFAE_QUEUE_SIZE", 64),
             session_ttl=_positive(env, "DIFFAE_SESSION_TTL", 3600),
+            model_revision=env.get("DIFFAE_MODEL_REVISION", "").strip() or None,
+            server_name=server_name,
+            share=share,
         )
 
     def queue_kwargs(self) -> dict[str, Any]:
@@ -93,14 +121,14 @@ class Settings:
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Arguments of ``demo.launch``: host/port from GRADIO_SERVER_NAME/PORT (Gradio reads
-        them itself when these are None), no share link, no run history (face photos are
-        private), errors shown as toasts."""
+        them itself when these are None), a share link only with GRADIO_SHARE, no run
+        history (face photos are private), errors shown as toasts."""
         return {
-            "server_name": os.environ.get("GRADIO_SERVER_NAME") or None,
+            "server_name": self.server_name,
             "server_port": int(os.environ["GRADIO_SERVER_PORT"])
             if os.environ.get("GRADIO_SERVER_PORT")
             else None,
-            "share": False,
+            "share": self.share,
             "run_history": False,
             "show_error": False,
             "footer_links": ["api", "gradio", "settings"],

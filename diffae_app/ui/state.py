@@ -1,13 +1,17 @@
 """Per-user state of the studio, kept in ``gr.State`` (on the CPU, never on the shared model).
 
 A :class:`UserState` is immutable: every handler returns a new one (``dataclasses.replace``),
-so a slow render can never write a stale value over a newer upload. The files a user can
-download live in a private folder per browser session, removed when Gradio drops the state.
+so a slow render can never write a stale value over a newer upload. The user's own encoding
+cache travels with it (the shared model caches nothing of anyone). The files a user can
+download live in a private folder per browser session, inside a folder made for this process
+by ``tempfile.mkdtemp`` (mode 0700, unpredictable name); both go when Gradio drops the state.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import itertools
 import shutil
 import tempfile
@@ -16,8 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OUTPUT_ROOT = Path(tempfile.gettempdir()) / "diffae-studio" / "outputs"
+from diffae_app.encoding_cache import EncodingCache
+
 _counter = itertools.count()
+
+
+@functools.cache
+def output_root() -> Path:
+    """This process's private folder for users' result files: made on first use with
+    ``tempfile.mkdtemp`` (mode 0700, a random name, so no other local user can read it or
+    plant a link there beforehand) and removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix="diffae-studio-outputs-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +50,8 @@ class UserState:
         selected_sample: index of the random face picked in the gallery.
         psnr: reconstruction quality of the current face (dB), None before encoding.
         photo_file: the photo as a file, the 'before' side of the before/after view.
+        cache: this user's encodings and detections (re-uploads and face picks are free);
+            shared by the states one session derives, never by two sessions.
     """
 
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -47,6 +64,7 @@ class UserState:
     selected_sample: int = 0
     psnr: float | None = None
     photo_file: str | None = None
+    cache: EncodingCache = field(default_factory=EncodingCache, repr=False)
 
     def replace(self, **changes: Any) -> UserState:
         return dataclasses.replace(self, **changes)
@@ -59,16 +77,19 @@ class UserState:
         """A new empty folder for one result's files. Older results of the same kind are
         removed, except the newest (Gradio copies returned files into its own cache, but a
         concurrent request of this session may still be returning it)."""
-        base = OUTPUT_ROOT / self.uid
+        base = output_root() / self.uid
+        base.mkdir(mode=0o700, exist_ok=True)
         older = sorted(base.glob(f"{kind}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
         for old in older[:-1]:
             shutil.rmtree(old, ignore_errors=True)
         folder = base / f"{kind}-{next(_counter)}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
         return folder
 
 
 def delete_outputs(state: Any) -> None:
-    """``gr.State`` delete callback: remove the session's output folder."""
+    """``gr.State`` delete callback: remove the session's output folder and forget its
+    encodings (so nothing of the user's photo stays referenced)."""
     if isinstance(state, UserState):
-        shutil.rmtree(OUTPUT_ROOT / state.uid, ignore_errors=True)
+        state.cache.clear()
+        shutil.rmtree(output_root() / state.uid, ignore_errors=True)
