@@ -15,6 +15,8 @@ from PIL import Image
 from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
 from diffae_app.pipeline import Studio
+from diffae_app.progress import preview_calls
+from diffae_app.session import QUALITY_PRESETS
 from diffae_app.ui.handlers import MODES, Handlers, psnr
 from diffae_app.ui.layout import (
     SliderBank,
@@ -175,8 +177,11 @@ def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path
     assert "PSNR" in out["quality_md"] and state.psnr is not None
     assert Path(out["dl_encoding"]["value"]).is_file()
     outs = render(handlers, state, {"Bangs": 0.8, "Smiling": 0.5}, quality="balanced")
-    assert len(outs) == 2  # a quick low-step preview first, then the final render
+    # The face forming (the sampler's estimate every few steps, with ETA), then the final.
+    T_render = QUALITY_PRESETS["balanced"].T_render
+    assert len(outs) == len(preview_calls(T_render)) + 1
     assert outs[0]["edited_crop"].size == out["crop"]["value"].size and "dl_png" not in outs[0]
+    assert outs[0]["status"].startswith(f"Rendering: step 2 of {T_render}")
     final = outs[-1]
     assert final["edited_crop"].size == out["crop"]["value"].size
     png = Image.open(final["dl_png"]["value"])

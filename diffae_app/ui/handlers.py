@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
 from diffae_app.imaging import load_image
 from diffae_app.pipeline import write_gif, write_strip
+from diffae_app.progress import Cancelled, Eta
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
 from .layout import (
@@ -39,6 +40,7 @@ from .layout import (
 )
 from .models import ModelRegistry, describe
 from .state import UserState
+from .streaming import stream
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ _TARGET_CLAMP = (0.001, 0.999)
 _TARGET_TOLERANCE = 0.005
 # The face overview is shown at most this wide/high (boxes are scaled with it).
 _OVERVIEW_SIDE = 1024
-PREVIEW = "preview"
 
 Outputs = dict[str, Any]
 
@@ -68,7 +69,7 @@ def user_errors(action: str) -> Iterator[None]:
     else as a short generic line (with the traceback in the server log only)."""
     try:
         yield
-    except gr.Error:
+    except (gr.Error, Cancelled):  # Cancelled: a newer request replaced this one; not an error
         raise
     except (ValueError, PermissionError, DetectorUnavailable) as error:
         # The project's convention: ValueError subclasses (ImageError, StudioError,
@@ -447,7 +448,15 @@ class Handlers:
         T_render: int,
         seed: int | None,
         progress: Any = None,
+        *,
+        steps: Callable[[int, int, str], None] | None = None,
+        preview: Any = None,
+        cancel: Any = None,
     ) -> Any:
+        """One studio render. `progress` is a ``gr.Progress``; `steps` (a raw ``(step, total,
+        message)`` callback) replaces it; `preview`/`cancel` go to `Studio.render`."""
+        if steps is None and progress is not None:
+            steps = _progress_callback(progress)
         with user_errors("rendering the edit"):
             return studio.render(
                 state.session,
@@ -457,7 +466,9 @@ class Handlers:
                 T_render=T_render,
                 seed=seed,
                 custom_attributes=state.custom,
-                progress=_progress_callback(progress) if progress is not None else None,
+                progress=steps,
+                preview=preview,
+                cancel=cancel,
             )
 
     def write_result(self, state: UserState, result: Any) -> dict[str, str]:
@@ -479,32 +490,56 @@ class Handlers:
         values: Sequence[float | None],
         progress: Any = None,
     ) -> Iterator[Outputs]:
-        """Slider release / number box / Render button: a quick preview, then the final render."""
+        """Slider release / number box / Render button: the face forming (the sampler's
+        current estimate every few steps, with step count and ETA), then the final render.
+
+        A newer render of this user, or a slider starting to move (:meth:`on_slider_moving`),
+        stops this one at its next step; it then ends without touching the page.
+        """
         state = self._state(state)
         if state.session is None:
             raise gr.Error(
                 "no face yet: upload a photo or pick an example first", print_exception=False
             )
+        stale = state.renders.take()
         studio = self.studio(state)
         strengths, targets, locks, before = self.edit_request(state, mode, locks, values)
         seed_value = None if seed is None or seed < 0 else int(seed)
         moved = [*strengths, *targets]
         preset = _preset(quality)
-        preview_steps = QUALITY_PRESETS[PREVIEW].T_render
-        if preset.T_render > preview_steps:
-            quick = self._render(
-                studio, state, strengths, targets, locks, preview_steps, seed_value
+        report = _progress_callback(progress)
+        eta = Eta()
+
+        def work(*, preview: Any, progress: Any, cancel: Any) -> Any:
+            return self._render(
+                studio,
+                state,
+                strengths,
+                targets,
+                locks,
+                preset.T_render,
+                seed_value,
+                steps=progress,
+                preview=preview,
+                cancel=cancel,
             )
-            yield {
-                "edited_crop": quick.crop,
-                "chart": probability_chart_html(
-                    before, dict(quick.probabilities_after), highlight=moved
-                ),
-                "status": f"Preview ({preview_steps} steps); rendering the final image…",
-            }
-        result = self._render(
-            studio, state, strengths, targets, locks, preset.T_render, seed_value, progress
-        )
+
+        result = None
+        try:
+            for kind, value in stream(work, stale=stale):
+                if kind == "progress":
+                    step, total, message = value
+                    report(step, total, f"{message} {step}/{total} · {eta.text(step, total)}")
+                elif kind == "preview":
+                    image, step, total = value
+                    yield {
+                        "edited_crop": image,
+                        "status": f"Rendering: step {step} of {total}, {eta.text(step, total)}…",
+                    }
+                else:
+                    result = value
+        except Cancelled:
+            return  # a newer edit replaced this one; it renders next
         files = self.write_result(state, result)
         yield {
             "edited_crop": result.crop,
@@ -517,6 +552,11 @@ class Handlers:
             "dl_crop": gr.update(value=files["crop"], interactive=True),
             "dl_recipe": gr.update(value=files["recipe"], interactive=True),
         }
+
+    def on_slider_moving(self, state: UserState) -> None:
+        """A slider started moving: the render in flight is already out of date, stop it."""
+        if isinstance(state, UserState):
+            state.renders.supersede()
 
     def on_mode(self, mode: str, state: UserState) -> Outputs:
         """Strength <-> target-probability sliders: new ranges and neutral values."""

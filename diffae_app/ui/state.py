@@ -22,6 +22,8 @@ from typing import Any
 
 from diffae_app.encoding_cache import EncodingCache
 
+from .streaming import LatestRender
+
 _counter = itertools.count()
 
 
@@ -52,6 +54,8 @@ class UserState:
         photo_file: the photo as a file, the 'before' side of the before/after view.
         cache: this user's encodings and detections (re-uploads and face picks are free);
             shared by the states one session derives, never by two sessions.
+        renders: this user's render tickets: a newer render (or a slider starting to move)
+            makes the one in flight stop at its next step (``streaming.LatestRender``).
     """
 
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -65,6 +69,7 @@ class UserState:
     psnr: float | None = None
     photo_file: str | None = None
     cache: EncodingCache = field(default_factory=EncodingCache, repr=False)
+    renders: LatestRender = field(default_factory=LatestRender, repr=False)
 
     def replace(self, **changes: Any) -> UserState:
         return dataclasses.replace(self, **changes)
