@@ -99,3 +99,15 @@ def test_a_slider_moving_stops_the_render_in_flight(handlers: Handlers) -> None:
     # Without the move the same render runs to its final image.
     final = list(handlers.on_render(state, MODES[0], "preview", -1, [], slots))[-1]
     assert "dl_png" in final
+
+
+def test_progress_bars_show_the_time_left() -> None:
+    from diffae_app.ui.handlers import _progress_callback
+
+    seen: list[tuple[float, str]] = []
+    report = _progress_callback(lambda fraction, desc: seen.append((fraction, desc)))
+    report(1, 4, "inverting (DDIM)")
+    report(4, 4, "encoded")
+    assert seen[0][0] == 0.25 and seen[0][1].startswith("inverting (DDIM) · about ")
+    assert seen[0][1].endswith(" left")
+    assert seen[1] == (1.0, "encoded")

@@ -97,12 +97,16 @@ def _one_line(text: str) -> str:
 
 
 def _progress_callback(progress: Any, *, start: float = 0.0, span: float = 1.0) -> Callable:
-    """Pipeline ``(step, total, message)`` -> a ``gr.Progress`` (or None: no-op)."""
+    """Pipeline ``(step, total, message)`` -> a ``gr.Progress`` (or None: no-op); the bar's
+    text gets the time left, from the pace of the steps so far."""
     if progress is None:
         return lambda step, total, message: None
+    eta = Eta()
 
     def report(step: int, total: int, message: str) -> None:
-        progress(start + span * step / max(1, total), desc=message)
+        left = eta.text(step, total)
+        desc = f"{message} · {left}" if left and step < total else message
+        progress(start + span * step / max(1, total), desc=desc)
 
     return report
 
@@ -529,7 +533,7 @@ class Handlers:
             for kind, value in stream(work, stale=stale):
                 if kind == "progress":
                     step, total, message = value
-                    report(step, total, f"{message} {step}/{total} · {eta.text(step, total)}")
+                    report(step, total, f"{message} {step}/{total}")
                 elif kind == "preview":
                     image, step, total = value
                     yield {
