@@ -121,7 +121,7 @@ def grid_table(quality: dict, steps: list[int], inv_s: dict, render_s: dict) -> 
 
 # (label, solver, power, fixed-point iterations, T_inv, T_render): today's default first.
 SOLVER_ROWS = [
-    ("today: DDIM + fixed-point inversion", "ddim", 1.25, 1, 20, 20),
+    ("former default: DDIM + fixed-point inversion", "ddim", 1.25, 1, 20, 20),
     ("DDIM + fixed-point inversion", "ddim", 1.25, 1, 10, 10),
     ("DDIM + released inversion", "ddim", 1.25, 0, 10, 10),
     ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 10, 10),
@@ -129,6 +129,7 @@ SOLVER_ROWS = [
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 1.25, 0, 10, 10),
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 10, 10),
     ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 15, 15),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 16, 16),
     ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 20, 20),
     ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 20, 20),
 ]
