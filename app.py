@@ -10,9 +10,12 @@ environment: see ``diffae_app/ui/runtime.py``.
 
 from __future__ import annotations
 
-from diffae_app.ui.runtime import Settings, disable_telemetry
+from diffae_app.ui.runtime import Settings, disable_telemetry, import_spaces_if_zero_gpu
 
 disable_telemetry()  # before Gradio is imported: no version check, no analytics by default
+# On ZeroGPU `spaces` must patch torch before anything touches CUDA (the device choice below
+# does), or it refuses to load; nowhere else is it imported.
+import_spaces_if_zero_gpu()
 
 import gradio as gr  # noqa: E402
 

@@ -2,6 +2,7 @@
 
     python -m diffae_app edit photo.jpg --set Smiling=0.3 --set Eyeglasses=0.2 --lock Male \\
         --out edited.png                 # writes edited.png (full photo) + edited_crop.png
+                                         # (--paste render: the model's whole face, not the change)
     python -m diffae_app attributes photo.jpg
     python -m diffae_app interpolate a.jpg b.jpg --frames 8 --out morph.gif
     python -m diffae_app sample -n 8 --seed 1 --out samples.png
@@ -26,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .paste import DEFAULT_PASTE, PASTE_MODES
 from .session import QUALITY_PRESETS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -160,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-out", help="edited aligned crop (default: OUT with _crop added)")
     p.add_argument("--recipe-out", help="write the edit's recipe (JSON) here")
     p.add_argument("--feather", type=float, default=0.1, help="paste-back fade, 0-0.5 of the crop")
+    p.add_argument(
+        "--paste", choices=PASTE_MODES, default=DEFAULT_PASTE,
+        help="change: add only the edit's change to the photo, keeping its detail (default); "
+        "render: paste the model's whole rendered face",
+    )  # fmt: skip
 
     p = command("reconstruct", "render the face back without edits (quality check)", inputs)
     p.add_argument("photo", help="photo, aligned crop (--aligned) or encoding (.safetensors)")
@@ -205,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aligned", action="store_true", help="photo is an aligned crop")
     p.add_argument("--out", required=True)
     p.add_argument("--crop-out")
+    p.add_argument("--paste", choices=PASTE_MODES, help="paste-back mode (default: the recipe's)")
 
     help_custom = "fit a new attribute slider from example images"
     p = commands.add_parser(
@@ -394,7 +402,7 @@ def _cmd_encode(args: argparse.Namespace, bars: _Bars) -> None:
 
 def _write_result(result, args: argparse.Namespace) -> None:
     print(f"wrote {_save(result.photo, args.out)}")
-    print(f"wrote {_save(result.crop, _crop_path(args.out, args.crop_out))}")
+    print(f"wrote {_save(result.face_crop, _crop_path(args.out, args.crop_out))}")
 
 
 def _cmd_edit(args: argparse.Namespace, bars: _Bars) -> None:
@@ -412,6 +420,7 @@ def _cmd_edit(args: argparse.Namespace, bars: _Bars) -> None:
         seed=args.seed,
         custom_attributes=custom,
         feather=args.feather,
+        paste=args.paste,
         progress=bars,
     )
     _print_result(result, args.locks)
@@ -502,7 +511,9 @@ def _cmd_recipe(args: argparse.Namespace, bars: _Bars) -> None:
     recipe = Recipe.from_json(path.read_bytes())  # its step counts override --quality
     _check_outputs(args)
     studio = _studio(args)
-    result = studio.apply_recipe(args.photo, recipe, aligned=args.aligned, progress=bars)
+    result = studio.apply_recipe(
+        args.photo, recipe, aligned=args.aligned, paste=args.paste, progress=bars
+    )
     _print_result(result, recipe.locks)
     _write_result(result, args)
 

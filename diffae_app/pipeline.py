@@ -30,6 +30,7 @@ import json
 import math
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,6 @@ from .align import (
     align_face,
     detect_faces,
     make_detector,
-    paste_back,
-    paste_mask,
 )
 from .checkpoints import CheckpointError
 from .classifier import AttributeClassifier, ClassifierError
@@ -56,6 +55,7 @@ from .editing import edit_z_sem, fit_custom_attribute, lerp, merge_classifiers, 
 from .editing import solve_target_strengths as _solve_targets
 from .encoding_cache import EncodingCache
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
+from .paste import DEFAULT_PASTE, check_paste_mode, compose
 from .progress import CancelCheck, PreviewCallback, step_callback
 from .session import (
     DEFAULT_QUALITY,
@@ -320,6 +320,13 @@ class Studio:
         self._detector_spec = detector
         self._detector: LandmarkDetector | None = None if isinstance(detector, str) else detector
         self._detector_lock = threading.Lock()
+        # Unedited renders per session and T_render: "change" paste-back subtracts one from
+        # every edit. Weak keys: a reconstruction lives exactly as long as its session (which
+        # lives in its user's EncodingCache), so the shared Studio never keeps a user's data.
+        self._references: weakref.WeakKeyDictionary[Session, dict[int, torch.Tensor]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._references_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -521,9 +528,10 @@ class Studio:
     ) -> Session:
         """Encode an already-aligned square face (an FFHQ crop, a SynthFaces image).
 
-        No detection: the image is resized to the model's size (Lanczos) as it is. Renders of
-        this session have no paste-back; their "photo" is the crop. ``cache``: as in
-        :meth:`encode_photo`.
+        No detection: the image is resized to the model's size (Lanczos) as it is. The
+        session's photo is the image at its own size: renders in "change" paste mode add the
+        upsampled change to it, "render" mode upsamples the render to its size. ``cache``: as
+        in :meth:`encode_photo`.
 
         Raises:
             ImageError: not a usable image.
@@ -538,7 +546,7 @@ class Studio:
             )
         size = self.image_size
         crop = picture if picture.width == size else picture.resize((size, size), Image.LANCZOS)
-        digest = _photo_hash(crop)
+        digest = _photo_hash(picture)
         key = ("aligned", digest, self._model_key(), T_inv)
         cached = cache.sessions.get(key) if cache is not None else None
         if cached is not None:
@@ -551,7 +559,7 @@ class Studio:
             cache,
             key,
             kind="aligned",
-            photo=crop,
+            photo=picture,
             photo_hash=digest,
             face_index=0,
             num_faces=1,
@@ -621,6 +629,7 @@ class Studio:
         seed: int | None = None,
         custom_attributes: Sequence[AttributeClassifier] = (),
         feather: float = 0.1,
+        paste: str = DEFAULT_PASTE,
         progress: ProgressCallback | None = None,
         preview: PreviewCallback | None = None,
         cancel: CancelCheck | None = None,
@@ -640,16 +649,23 @@ class Studio:
                 from fresh Gaussian noise of that seed (stochastic variations of the face).
             custom_attributes: per-request extra sliders (from :meth:`custom_attribute`).
             feather: paste-back fade width, fraction of the crop side (0-0.5).
-            progress: called with (step, total, message); total = T_render.
-            preview: called with (crop, step, total) a few times during the render, the crop
-                being the current estimate of the final image (the sampler's predicted x_0):
-                the first after 2 UNet calls (``progress.preview_calls``).
+            paste: "change" (default) adds only what the edit changed to the photo's own
+                pixels, at the photo's resolution; "render" pastes the model's whole rendered
+                face (see :mod:`diffae_app.paste`). "change" needs the unedited render from
+                the same x_T: made once per session and T_render, then cached.
+            progress: called with (step, total, message); total = T_render, twice that when
+                the unedited render is made too.
+            preview: called with (crop, step, total) a few times during the render shown,
+                the crop being the current estimate of the final image (the sampler's
+                predicted x_0): the first after 2 UNet calls (``progress.preview_calls``).
+                Not called while only the unedited reference for "change" is made.
             cancel: checked after every step; when it returns True the render stops and
                 :class:`~diffae_app.progress.Cancelled` is raised.
 
         Returns:
-            The edited crop, the photo with the face pasted back, probabilities before and
-            after (on z_sem, so no extra encoder pass), the applied strengths and the recipe.
+            The edited crop, the photo with the face pasted back, the aligned face at the
+            photo's resolution (``face_crop``), probabilities before and after (on z_sem, so
+            no extra encoder pass), the applied strengths and the recipe.
 
         Raises:
             ClassifierError: unknown attribute. EditError: bad strengths/locks/targets.
@@ -659,6 +675,10 @@ class Studio:
         T_render = self._steps(T_render, "T_render")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise StudioError(f"seed must be a non-negative whole number or None, got {seed!r}")
+        try:
+            paste = check_paste_mode(paste)
+        except ValueError as error:
+            raise StudioError(str(error)) from None
         sliders = self.slider_set(custom_attributes)
         strengths = dict(strengths or {})
         targets = dict(targets or {})
@@ -678,23 +698,43 @@ class Studio:
             applied.update(solved)
             z_edit = edit_z_sem(session.z_sem, sliders, applied, locks=locks)
 
-        x_T = session.x_T
-        if seed is not None:
-            generator = torch.Generator().manual_seed(seed)
-            x_T = torch.randn(session.x_T.shape, generator=generator)
-        steps = _Progress(progress, T_render)
-        with torch.inference_mode():
+        # The unedited render from the session's x_T is the edit itself when nothing moves, and
+        # what "change" paste-back subtracts (also for a variation seed, so that the variation
+        # shows as part of the change).
+        unedited = seed is None and torch.equal(z_edit, session.z_sem)
+        reference = self._cached_reference(session, T_render)
+        need_reference = reference is None and (unedited or paste == "change")
+        steps = _Progress(progress, T_render * max(1, int(need_reference) + int(not unedited)))
+        if need_reference:
+            # Unedited, it is the render itself (streamed); otherwise the reconstruction
+            # "change" needs, made before the edit (cancellable, not previewed).
+            message = "rendering" if unedited else "reconstructing (once per face)"
+            callback = step_callback(
+                T_render,
+                on_step=steps.ddim(message),
+                preview=preview if unedited else None,
+                cancel=cancel,
+            )
+            reference = self._reference(session, T_render, callback)
+        if unedited:
+            images = reference
+        else:
+            x_T = session.x_T
+            if seed is not None:
+                generator = torch.Generator().manual_seed(seed)
+                x_T = torch.randn(session.x_T.shape, generator=generator)
             callback = step_callback(
                 T_render, on_step=steps.ddim("rendering"), preview=preview, cancel=cancel
             )
-            images = self.model.render(x_T, z_edit, T_render, callback=callback)
+            with torch.inference_mode():
+                images = self.model.render(x_T, z_edit, T_render, callback=callback).cpu()
         steps.finish("rendered")
-        crop = _to_image(images.cpu())
+        crop = _to_image(images)
 
-        photo, mask = crop, None
-        if session.kind == "photo" and session.aligned is not None:
-            photo = paste_back(session.photo, session.aligned, crop, feather=feather)
-            mask = paste_mask(session.aligned, feather=feather)
+        aligned = session.aligned if session.kind == "photo" else None
+        photo, mask, face_crop = compose(
+            session.photo, aligned, images, reference, crop, mode=paste, feather=feather
+        )
 
         names = sliders.attribute_names if sliders is not None else ()
         used = set(strengths) | set(targets) | set(locks)
@@ -708,6 +748,7 @@ class Studio:
             targets=targets,
             seed=seed,
             face_index=session.face_index,
+            paste=paste,
             custom_attributes={
                 name: custom_attribute_to_dict(_one_row(c, name))
                 for c in custom_attributes
@@ -719,12 +760,30 @@ class Studio:
             crop=crop,
             photo=photo,
             mask=mask,
+            face_crop=face_crop,
+            paste=paste,
             z_sem=z_edit.cpu(),
             strengths=applied,
             probabilities_before=self._probabilities(sliders, session.z_sem, names),
             probabilities_after=self._probabilities(sliders, z_edit, names),
             recipe=recipe,
         )
+
+    def _cached_reference(self, session: Session, T_render: int) -> torch.Tensor | None:
+        with self._references_lock:
+            return self._references.get(session, {}).get(T_render)
+
+    def _reference(
+        self, session: Session, T_render: int, callback: Callable[[dict[str, Any]], None] | None
+    ) -> torch.Tensor:
+        """The unedited render (1, 3, S, S) in [0, 1] from the session's x_T, cached."""
+        with torch.inference_mode():
+            reference = self.model.render(
+                session.x_T, session.z_sem, T_render, callback=callback
+            ).cpu()
+        with self._references_lock:
+            self._references.setdefault(session, {})[T_render] = reference
+        return reference
 
     @staticmethod
     def _probabilities(
@@ -756,10 +815,15 @@ class Studio:
         session: Session,
         *,
         T_render: int | None = None,
+        paste: str = "render",
         progress: ProgressCallback | None = None,
     ) -> EditResult:
-        """The unedited render (how well the model reproduces the face); pasted back too."""
-        return self.render(session, T_render=T_render, progress=progress)
+        """The unedited render (how well the model reproduces the face); pasted back too.
+
+        ``paste`` defaults to "render" here: "change" would give the photo back unchanged. The
+        render is cached for the session, so "change" edits at this T_render need no extra one.
+        """
+        return self.render(session, T_render=T_render, paste=paste, progress=progress)
 
     # ------------------------------------------------------------------ interpolation
 
@@ -989,9 +1053,12 @@ class Studio:
         recipe: Recipe,
         *,
         aligned: bool = False,
+        paste: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> EditResult:
         """Replay a recipe on a photo (``aligned=True``: an aligned crop): same output, bit for bit.
+
+        ``paste`` overrides the recipe's paste-back mode ("change" or "render").
 
         Raises:
             RecipeError: the recipe was made with another model, or for a sampled face.
@@ -1022,6 +1089,7 @@ class Studio:
             T_render=recipe.T_render,
             seed=recipe.seed,
             custom_attributes=custom,
+            paste=recipe.paste if paste is None else paste,
             progress=progress,
         )
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .align import AlignedFace
 from .classifier import AttributeClassifier, ClassifierError
+from .paste import DEFAULT_PASTE, PASTE_MODES
 
 __all__ = [
     "DEFAULT_QUALITY",
@@ -124,7 +125,8 @@ class Session:
     Attributes:
         kind: "photo" (detected and aligned in a photo), "aligned" (an already-aligned crop),
             "sample" (drawn from the latent DPM) or "imported" (from an exported encoding).
-        photo: the upright RGB photo edits are pasted back into; for other kinds, the crop.
+        photo: the upright RGB photo edits are pasted back into; for "aligned", the input
+            picture at its own size (edits are upsampled to it); for the other kinds, the crop.
         photo_hash: sha256 hex of the photo's size and RGB pixels (identity for caching).
         face_index: which detected face (best first), 0 for the other kinds.
         num_faces: faces found in the photo (1 for the other kinds).
@@ -215,6 +217,8 @@ class Recipe:
         face_index: which detected face of the photo (best first).
         custom_attributes: name -> custom attribute used by the edit (its weights, see
             :func:`custom_attribute_to_dict`), so the recipe stands alone.
+        paste: paste-back mode, "change" or "render" (see :mod:`diffae_app.paste`); recipes
+            written before it existed read as "change", the default.
     """
 
     model_id: str
@@ -227,8 +231,13 @@ class Recipe:
     seed: int | None = None
     face_index: int = 0
     custom_attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    paste: str = DEFAULT_PASTE
 
     def __post_init__(self) -> None:
+        if self.paste not in PASTE_MODES:
+            raise RecipeError(
+                f"recipe paste must be one of {', '.join(PASTE_MODES)}, got {self.paste!r}"
+            )
         object.__setattr__(self, "strengths", _float_map(self.strengths, "strength"))
         object.__setattr__(self, "targets", _float_map(self.targets, "target"))
         object.__setattr__(self, "locks", tuple(str(n) for n in self.locks))
@@ -259,6 +268,7 @@ class Recipe:
             "seed": self.seed,
             "face_index": self.face_index,
             "custom_attributes": {k: dict(v) for k, v in self.custom_attributes.items()},
+            "paste": self.paste,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -284,6 +294,7 @@ class Recipe:
             "seed",
             "face_index",
             "custom_attributes",
+            "paste",
         }
         unknown = sorted(set(data) - known - {"format", "version"})
         if unknown:
@@ -370,11 +381,16 @@ class EditResult:
     """What one render returns.
 
     Attributes:
-        crop: the edited aligned face, S × S RGB.
-        photo: the full photo with the edited face pasted back (original size, upright);
-            for sessions without a photo alignment, the same as ``crop``.
+        crop: the model's edited render of the aligned face, S × S RGB.
+        photo: the full photo with the edit pasted back in the ``paste`` mode (original size,
+            upright); for an aligned input, that picture at its own size; for random and
+            imported faces, the crop (plus the change in "change" mode).
         mask: "L" image of the photo's size: 0 where ``photo`` equals the input pixel for
             pixel, 255 where it is the edited face; None when there was no paste-back.
+        face_crop: the edited aligned face as shown and downloaded: in "render" mode the same
+            as ``crop``; in "change" mode cut from ``photo`` at the face's own resolution (up
+            to 1024 px; for an aligned input, ``photo`` itself).
+        paste: the paste-back mode used, "change" or "render".
         z_sem: (1, D) float32 edited semantic code.
         strengths: the strengths applied, target attributes included (as solved).
         probabilities_before: attribute -> classifier probability of the session's z_sem.
@@ -390,3 +406,9 @@ class EditResult:
     probabilities_before: Mapping[str, float]
     probabilities_after: Mapping[str, float]
     recipe: Recipe
+    face_crop: Image.Image | None = None
+    paste: str = DEFAULT_PASTE
+
+    def __post_init__(self) -> None:
+        if self.face_crop is None:
+            object.__setattr__(self, "face_crop", self.crop)

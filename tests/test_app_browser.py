@@ -114,6 +114,11 @@ def model_size(page) -> int:
     return image_size(page, "#aligned-crop")[0]
 
 
+def assert_face_crop(size: tuple[int, int], side: int) -> None:
+    """The edited face pasted back as a change: square, at the photo's resolution (>= model's)."""
+    assert size[0] == size[1] >= side, size
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -129,7 +134,7 @@ def test_upload_real_photo_move_two_sliders_download_png(page, tmp_path: Path):
     page.locator("#slider-search textarea, #slider-search input").first.press_sequentially("pale")
     page.locator("#attr-Smiling").wait_for(state="hidden", timeout=20000)
     set_slider(page, "attr-Pale_Skin", 0.5)
-    assert image_size(page, "#edited-crop", previous_src=before) == (side, side)
+    assert_face_crop(image_size(page, "#edited-crop", previous_src=before), side)
     download_button = page.locator("#download-png")
     download_button.wait_for(state="visible")
     # The final render holds both moves (a burst renders once more with the latest values).
@@ -146,6 +151,10 @@ def test_upload_real_photo_move_two_sliders_download_png(page, tmp_path: Path):
     assert Image.open(target).size == Image.open(photo).size
     # The before/after chart lists the moved attributes first.
     assert page.locator("#prob-chart .prob-moved").count() >= 1
+    # Paste back the whole render instead: it re-renders, the edited face is the model's.
+    before = img_src(page, "#edited-crop")
+    page.locator("#paste-mode").get_by_text("whole render", exact=True).click()
+    assert image_size(page, "#edited-crop", previous_src=before) == (side, side)
 
 
 def test_example_click_then_edit(page):
@@ -153,7 +162,7 @@ def test_example_click_then_edit(page):
     side = model_size(page)
     before = img_src(page, "#edited-crop")
     set_slider(page, "attr-Bangs", 0.6)
-    assert image_size(page, "#edited-crop", previous_src=before) == (side, side)
+    assert_face_crop(image_size(page, "#edited-crop", previous_src=before), side)
 
 
 def test_render_button_and_several_faces(page):
@@ -164,7 +173,7 @@ def test_render_button_and_several_faces(page):
     page.locator("#face-pick").get_by_text("Face 2").click()
     image_size(page, "#aligned-crop", previous_src=first)
     page.locator("#render-btn").click()
-    assert image_size(page, "#edited-crop") == (side, side)
+    assert_face_crop(image_size(page, "#edited-crop"), side)
 
 
 def test_interpolate_tab(page):

@@ -61,8 +61,13 @@ def test_encode_attributes_edit_roundtrip(url: str, tmp_path: Path):
     groups = {a["name"]: a["group"] for a in attributes["attributes"]}
     assert groups["Smiling"] == "expression" and groups["Blond_Hair"] == "hair"
     edited_crop, edited_photo, result = edit(c, {"Smiling": 0.6, "Eyeglasses": 0.3}, ["Bangs"])
-    assert Image.open(edited_crop).size == size
+    # Pasted back as a change (the default): the crop is the photo's face at its resolution.
+    assert Image.open(edited_crop).size[0] > size[0] and result["paste"] == "change"
     assert Image.open(edited_photo).size == Image.open(photo).size
+    whole_crop, _, whole = c.predict(
+        {"Smiling": 0.6}, [], {}, "preview", -1, "render", api_name="/edit"
+    )
+    assert Image.open(whole_crop).size == size and whole["recipe"]["paste"] == "render"
     assert result["recipe"]["strengths"] == {"Smiling": 0.6, "Eyeglasses": 0.3}
     assert result["recipe"]["locks"] == ["Bangs"]
     assert set(result["probabilities_after"]) == set(names)

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,10 +71,15 @@ def encode(handlers: Handlers, photo, state=None, aligned=False) -> dict:
 
 
 def render(
-    handlers: Handlers, state: UserState, values: dict[str, float], locks=(), quality=QUALITY
+    handlers: Handlers,
+    state: UserState,
+    values: dict[str, float],
+    locks=(),
+    quality=QUALITY,
+    paste: str = "change",
 ) -> list[dict]:
     slots = [values.get(name, 0.0) if name else 0.0 for name in state.slots]
-    return list(handlers.on_render(state, MODES[0], quality, -1, list(locks), slots))
+    return list(handlers.on_render(state, MODES[0], quality, -1, list(locks), slots, paste=paste))
 
 
 # --------------------------------------------------------------------------- layout
@@ -182,13 +188,27 @@ def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path
     assert len(outs) == len(preview_calls(T_render)) + 1
     assert outs[0]["edited_crop"].size == out["crop"]["value"].size and "dl_png" not in outs[0]
     assert outs[0]["status"].startswith(f"Rendering: step 2 of {T_render}")
+    # Default paste-back "change": the edited face is the photo's own, at its resolution.
+    face_side = outs[-1]["edited_crop"].size
+    assert face_side[0] == face_side[1] > out["crop"]["value"].size[0]
     final = outs[-1]
-    assert final["edited_crop"].size == out["crop"]["value"].size
+    assert final["edited_crop"].size == face_side
     png = Image.open(final["dl_png"]["value"])
     assert png.size == Image.open(photo).size
+    changed = np.asarray(png.convert("RGB"))  # read now: the next render rewrites the file
     recipe = json.loads(Path(final["dl_recipe"]["value"]).read_text())
-    assert recipe["strengths"] == {"Bangs": 0.8, "Smiling": 0.5}
-    assert Image.open(final["dl_crop"]["value"]).size == out["crop"]["value"].size
+    assert recipe["strengths"] == {"Bangs": 0.8, "Smiling": 0.5} and recipe["paste"] == "change"
+    assert Image.open(final["dl_crop"]["value"]).size == face_side
+    assert final["compare"][1] == final["dl_png"]["value"]
+
+    # "Whole render": the model's face, at its size, in the view, the photo and the crop file.
+    rendered = render(handlers, state, {"Bangs": 0.8, "Smiling": 0.5}, paste="render")[-1]
+    assert rendered["edited_crop"].size == out["crop"]["value"].size
+    assert Image.open(rendered["dl_crop"]["value"]).size == out["crop"]["value"].size
+    assert json.loads(Path(rendered["dl_recipe"]["value"]).read_text())["paste"] == "render"
+    with Image.open(rendered["dl_png"]["value"]) as whole:
+        assert whole.size == png.size
+        assert not np.array_equal(np.asarray(whole.convert("RGB")), changed)
 
 
 def test_locks_and_target_mode(handlers: Handlers):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -43,3 +44,21 @@ def test_zsem_usage_compares_bundles_per_attribute(bundled_model_dir: Path) -> N
     assert "swap: follows z_sem" in out and "| attribute |" in out
     row = next(line for line in out.splitlines() if line.startswith(f"| {bundled_model_dir}"))
     assert row.count("%") == 2 and " dB " in row
+
+
+@pytest.mark.slow
+def test_paste_back_compares_both_modes_on_photos_and_drawn_faces(
+    bundled_model_dir: Path, tmp_path: Path
+) -> None:
+    picture = tmp_path / "paste.png"
+    out = _run(
+        "paste_back.py", "--model", bundled_model_dir, "--faces", 2, "--steps", 2,
+        "--picture", picture,
+    )  # fmt: skip
+    photo_rows = [line for line in out.splitlines() if line.startswith(("| astronaut", "| grace"))]
+    assert len(photo_rows) == 2, out
+    # Unedited "change" paste-back is the photo itself: an infinite PSNR, sharpness 1.
+    assert all(row.split(" | ")[3] == "inf" and row.split(" | ")[5] == "1" for row in photo_rows)
+    assert out.startswith("# paste_back:") and " logical CPUs " in out.splitlines()[0]
+    assert out.count("| Wearing_Hat |") == 3 and out.count("| Eyeglasses |") == 3
+    assert Image.open(picture).size[0] == 3 * 256

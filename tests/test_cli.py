@@ -115,7 +115,10 @@ def test_edit_a_real_photo_and_replay_its_recipe(
     assert (code, stderr) == (0, "")
     with Image.open(photo) as original:
         assert Image.open(out).size == original.size  # full photo, original size
-    assert Image.open(tmp_path / "edited_crop.png").size == (32, 32)  # the aligned crop
+    # The aligned crop: in the default "change" paste mode at the face's own resolution in the
+    # photo (over 100 px here), not the tiny model's 32 px.
+    crop_side = Image.open(tmp_path / "edited_crop.png").size
+    assert crop_side[0] == crop_side[1] > 100
     assert "Smiling" in stdout and "locked" in stdout
     target_row = next(line for line in stdout.splitlines() if line.startswith("Pale_Skin"))
     assert abs(float(target_row.split()[2]) - 0.9) < 0.02
@@ -127,6 +130,17 @@ def test_edit_a_real_photo_and_replay_its_recipe(
     )
     assert (code, stderr) == (0, "")
     assert np.array_equal(_pixels(again), _pixels(out))
+
+    # --paste render: the model's whole face is pasted back, and the crop is the model's render.
+    rendered = tmp_path / "rendered.png"
+    code, _, stderr = run(
+        ["recipe", "apply", str(recipe), str(photo), "--out", str(rendered), "--paste", "render"],
+        studio_bundle,
+        capsys,
+    )
+    assert (code, stderr) == (0, "")
+    assert Image.open(tmp_path / "rendered_crop.png").size == (32, 32)
+    assert not np.array_equal(_pixels(rendered), _pixels(out))
 
 
 @pytest.mark.slow

@@ -237,6 +237,9 @@ def test_zero_strengths_reproduce_the_reconstruction_exactly(studio: Studio) -> 
     assert zeros.probabilities_after == zeros.probabilities_before
     assert plain.crop.size == (studio.image_size,) * 2 and plain.photo is plain.crop
     assert plain.mask is None
+    # Pasted back as a change, an unedited aligned face is the input picture itself.
+    unchanged = studio.render(session, dict.fromkeys(studio.attribute_names, 0.0), paste="change")
+    assert unchanged.photo.tobytes() == session.photo.tobytes()
 
 
 def test_slider_changes_do_no_encoding_work(

@@ -1,12 +1,15 @@
-"""Stage 1: train the DiffAE autoencoder (semantic encoder + conditional UNet).
+r"""Stage 1: train the DiffAE autoencoder (semantic encoder + conditional UNet).
 
     accelerate launch train/autoencoder.py --data /path/to/aligned --preset ffhq256_autoenc \
         --run-dir runs/ffhq256 --steps 200000 --mixed-precision bf16
     python train/autoencoder.py --data synthfaces --preset synthfaces64 --run-dir runs/sf64 ...
 
 Defaults are the official recipe (Adam 1e-4, batch 64, EMA 0.9999, grad clip 1, eps MSE,
-uniform t, horizontal flips). `--data` takes an image folder, `lmdb:PATH` (the official
-ffhq256.lmdb layout) or `synthfaces`. `--resume latest` continues a killed run exactly.
+uniform t, horizontal flips), except that the EMA decay warms up (see --ema-warmup).
+`--data` takes an image folder, `lmdb:PATH` (the official ffhq256.lmdb layout) or
+`synthfaces`. A run folder belongs to one run: `--resume latest` continues a killed run
+exactly, `--overwrite` deletes it and starts over; without either, a folder that already
+holds a run is refused.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
 from diffae_app.diffusion import eps_loss, make_schedule, p2_weights
 from diffae_app.models import AutoencoderNet
+from diffae_app.training.cli import HelpFormatter, training_extras_error
 from diffae_app.training.data import BatchReader, DatasetError, open_dataset
-from diffae_app.training.export import export_autoencoder
+from diffae_app.training.export import ExportError, export_autoencoder
 from diffae_app.training.loop import LoopOptions, train
 from diffae_app.training.state import TrainingStateError
 
@@ -142,7 +147,7 @@ class AutoencoderStage:
         return (per_sample * self.loss_weights.to(device)[t]).mean()
 
     @torch.no_grad()
-    def log_samples(self, ema: nn.Module, writer: Any, step: int) -> None:
+    def log_samples(self, ema: nn.Module, writer: Any, step: int) -> dict[str, float]:
         """Reconstructions of 8 fixed images: input | z_sem-only render (T=20) | inversion+render."""
         from torchvision.utils import make_grid
 
@@ -164,11 +169,12 @@ class AutoencoderStage:
         grid = make_grid(torch.cat([x, z_only, recon]).add(1).div(2).clamp(0, 1), nrow=8)
         writer.add_image("samples/input_zsem_inverted", grid, step)
         mse = (recon - x).square().mean().item()
-        writer.add_scalar(
-            "eval/recon_psnr_T20",
-            10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item(),
-            step,
-        )
+        psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+        writer.add_scalar("eval/recon_psnr_T20", psnr, step)
+        return {"recon_psnr_T20": round(psnr, 2)}
+
+    def data_report(self) -> dict[str, int]:
+        return {"skipped_unreadable": len(self.reader.skipped)}
 
     def export(self, ema: nn.Module, run_dir: Path, summary: dict[str, Any]) -> Path:
         return export_autoencoder(
@@ -180,10 +186,8 @@ class AutoencoderStage:
         )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument(
         "--data", required=True, help="image folder, lmdb:PATH, or synthfaces[:START[:COUNT]]"
     )
@@ -193,37 +197,65 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--preset",
         default=None,
-        help="architecture preset, e.g. ffhq256_autoenc, synthfaces64, tiny32",
+        help="architecture preset, e.g. ffhq256_autoenc (256 px, the default), synthfaces64 "
+        "(64 px), tiny32 (32 px, for trying things out)",
     )
     p.add_argument(
         "--config", default=None, help="a config.json (bundle format) instead of --preset"
     )
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--lr-decay", choices=["constant", "cosine"], default="constant")
-    p.add_argument("--ema-decay", type=float, default=0.9999)
-    p.add_argument("--ema-warmup", action="store_true", help="ramp the EMA decay up (short runs)")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
-    p.add_argument("--no-hflip", action="store_true")
+    p.add_argument("--run-dir", required=True, help="folder of this run (one run per folder)")
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps in total")
+    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (Adam)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
+    p.add_argument(
+        "--lr-decay",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="cosine: down to 10%% of --lr at the last step",
+    )
+    p.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay (official 0.9999)")
+    p.add_argument(
+        "--ema-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ramp the EMA decay up as min(decay, (1+s)/(10+s)); --no-ema-warmup is the "
+        "official recipe, whose EMA stays near the random start for ~10,000 steps",
+    )
+    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    p.add_argument(
+        "--mixed-precision",
+        choices=["no", "bf16", "fp16"],
+        default="no",
+        help="autocast dtype (bf16: CPUs with AMX and Ampere+ GPUs)",
+    )
+    p.add_argument("--no-hflip", action="store_true", help="no random horizontal flips")
     # channels_last measured 2x slower for this model's bf16 training on a 2-core CPU (benchmarks/).
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--sample-every", type=int, default=0)
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
+    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, default=10, help="steps between logged losses")
+    p.add_argument(
+        "--sample-every",
+        type=int,
+        default=0,
+        help="steps between sample grids in TensorBoard (0: only at the end)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoint path")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume", default=None, help="'latest' or a checkpoint path: continue the run"
+    )
+    resume.add_argument(
+        "--overwrite", action="store_true", help="delete the run in --run-dir and start over"
+    )
     p.add_argument("--init-from", default=None, help="start from a bundle's autoencoder weights")
     p.add_argument(
         "--p2-gamma",
         type=float,
         default=0.0,
-        help="P2 loss weighting 1/(1+SNR)^gamma; 0 (default) is the official uniform weighting",
+        help="P2 loss weighting 1/(1+SNR)^gamma; 0 is the official uniform weighting",
     )
     p.add_argument(
         "--offset-noise",
@@ -231,7 +263,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="std of a per-image, per-channel constant added to the training noise; 0: official",
     )
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -243,6 +279,9 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if missing := training_extras_error():
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     try:
         config = model_config(args)
         stage = AutoencoderStage(
@@ -273,12 +312,18 @@ def main(argv: list[str] | None = None) -> int:
             log_every=args.log_every,
             sample_every=args.sample_every,
             resume=args.resume,
+            overwrite=args.overwrite,
             num_threads=args.threads,
         )
         summary = train(stage, options)
-    except (DatasetError, TrainingStateError, ValueError) as exc:
+    except (CheckpointError, DatasetError, ExportError, TrainingStateError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if summary.get("recon_psnr_T20") is not None:
+        print(
+            "reconstruction of 8 training images (EMA weights, 20 DDIM steps): "
+            f"{summary['recon_psnr_T20']:.1f} dB"
+        )
     if summary.get("export"):
         print(f"exported {summary['export']}")
     return 0

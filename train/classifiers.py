@@ -1,4 +1,4 @@
-"""Stage 4: linear attribute classifiers on normalised z_sem, for the editing sliders.
+r"""Stage 4: linear attribute classifiers on normalised z_sem, for the editing sliders.
 
     python train/classifiers.py --latents runs/sf64/latents.safetensors \
         --labels data/attributes.csv --out runs/sf64/classifiers/synthfaces.safetensors
@@ -32,13 +32,12 @@ from diffae_app.training.attributes import (
     read_celebahq_attributes,
     read_label_csv,
 )
+from diffae_app.training.cli import HelpFormatter
 from diffae_app.training.latents import LatentsError, load_latents
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--latents", required=True, help="latents file from train/encode_dataset.py")
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="CSV: image_id,<attribute>... (values -1/0/1 or 0/1)")
@@ -57,11 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--held-out", type=float, default=0.2, help="fraction kept out for metrics")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
-    p.add_argument("--max-iter", type=int, default=2000)
+    p.add_argument("--max-iter", type=int, default=2000, help="solver iterations per attribute")
     # One thread is the right choice on a busy machine: the fit is memory-bound matrix-vector
     # work, and a second BLAS thread mostly waits for the first.
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (0: library default)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out)
         if args.labels:
             labels = read_label_csv(args.labels, args.label_format)
+            if line := labels.empty_cells_line():
+                print(f"warning: {line}", file=sys.stderr)
         else:
             labels = read_celebahq_attributes(args.celebahq_attr)
         attributes = [a.strip() for a in args.attributes.split(",")] if args.attributes else None

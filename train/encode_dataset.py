@@ -1,4 +1,4 @@
-"""Stage 2: z_sem of every training image with the EMA encoder -> a latents file.
+r"""Stage 2: z_sem of every training image with the EMA encoder -> a latents file.
 
     python train/encode_dataset.py --model runs/sf64/autoencoder/bundle --data data/faces \
         --out runs/sf64/latents.safetensors
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from diffae_app.models import AutoencoderNet
+from diffae_app.training.cli import HelpFormatter, training_extras_error
 from diffae_app.training.data import DatasetError, SynthFacesImages, open_dataset
 from diffae_app.training.export import ExportError, load_autoencoder_source
 from diffae_app.training.latents import (
@@ -36,10 +37,8 @@ from diffae_app.training.latents import (
 DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument(
         "--model", required=True, help="bundle folder, autoencoder run folder or checkpoint"
     )
@@ -51,11 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lmdb-resolution", type=int, default=None, help="resolution the LMDB was written at"
     )
     p.add_argument("--out", required=True, help="the latents .safetensors file to write")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--mixed-precision", choices=list(DTYPES), default="no")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--mixed-precision", choices=list(DTYPES), default="no", help="autocast dtype")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _shard(n: int, world: int, rank: int) -> range:
@@ -65,6 +68,9 @@ def _shard(n: int, world: int, rank: int) -> range:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if missing := training_extras_error(("accelerate",)):
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

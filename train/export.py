@@ -1,4 +1,4 @@
-"""Export a training run (autoencoder or latent DPM) to an EMA-only inference bundle.
+r"""Export a training run (autoencoder or latent DPM) to an EMA-only inference bundle.
 
     python train/export.py runs/sf64/autoencoder --out bundles/sf64_autoencoder
     python train/export.py runs/sf64/latent --checkpoint runs/sf64/latent/checkpoints/state-00003000.pt \
@@ -24,13 +24,12 @@ import torch
 
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import SamplerConfig
+from diffae_app.training.cli import HelpFormatter
 from diffae_app.training.export import ExportError, export_run
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("run_dir", help="a training run folder (options.json + checkpoints/)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest)")
@@ -50,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="float32",
         help="storage dtype of the latent DPM weights (float16 halves the file)",
     )
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             classifiers=args.classifier,
             sampler=sampler,
             latent_dtype=getattr(torch, args.latent_dtype),
+            on_warning=lambda text: print(f"warning: {text}", file=sys.stderr),
         )
     except (CheckpointError, ExportError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

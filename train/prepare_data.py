@@ -1,4 +1,4 @@
-"""Align a folder of raw photos into a training set of FFHQ-aligned faces.
+r"""Align a folder of raw photos into a training set of FFHQ-aligned faces.
 
     python train/prepare_data.py photos/ data/aligned256 --size 256
     python train/prepare_data.py photos/ data/aligned64 --size 64 --detector dlib
@@ -18,20 +18,28 @@ import os
 import sys
 
 from diffae_app.align import DETECTOR_NAMES, DetectorUnavailable, make_detector
+from diffae_app.training.cli import HelpFormatter
 from diffae_app.training.data import DatasetError
 from diffae_app.training.prepare import REPORT_NAME, align_folder
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("photos", help="folder of raw photos (searched recursively)")
     p.add_argument("out", help="folder for the aligned PNGs")
     p.add_argument("--size", type=int, default=256, help="side of the aligned crops in pixels")
-    p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
+    p.add_argument(
+        "--detector",
+        choices=DETECTOR_NAMES,
+        default="auto",
+        help="face landmarks: auto = face-alignment if its weights are on disk, else dlib",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

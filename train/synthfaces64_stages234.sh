@@ -22,10 +22,7 @@ fi
 # Data for stages 2 and 4: the first $faces training faces as 64-px PNGs + attributes.csv
 # (0/1 labels). Written to a temporary folder and renamed, so a killed write is redone.
 if [ ! -f "$root/data/attributes.csv" ]; then
-  rm -rf "$root/data.tmp"
-  python -c 'import sys; from diffae_app.data.synthfaces import write_image_folder as w; w(sys.argv[1], 0, int(sys.argv[2]), 64)' \
-    "$root/data.tmp" "$faces"
-  mv "$root/data.tmp" "$root/data"
+  python train/synthfaces_data.py "$root/data" --count "$faces" --size 64 --overwrite
 fi
 
 # Stage 2: z_sem of every face with the EMA encoder, plus the mean/std for normalisation.

@@ -39,8 +39,8 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -67,6 +67,16 @@ class LabelTable:
     names: tuple[str, ...]
     values: np.ndarray
     source: str
+    # Empty CSV cells per attribute (read as unknown); only attributes with any are listed.
+    empty_cells: Mapping[str, int] = field(default_factory=dict)
+
+    def empty_cells_line(self) -> str | None:
+        """One line counting the empty cells per attribute, or None when there are none."""
+        if not self.empty_cells:
+            return None
+        total = sum(self.empty_cells.values())
+        each = ", ".join(f"{name} {count}" for name, count in self.empty_cells.items())
+        return f"{self.source}: {total} empty cells read as unknown ({each})"
 
 
 def _cell(value: str, path: Path, line: int) -> float | None:
@@ -115,8 +125,10 @@ def read_label_csv(path: str | os.PathLike, label_format: str = "auto") -> Label
                 f"{path}: -1 labels in a file read as {{0, 1}}; use --label-format pm1"
             )
         raw = np.where(raw == 0, -1.0, raw)
+    empty = np.isnan(raw).sum(axis=0)
+    empty_cells = {name: int(n) for name, n in zip(names, empty, strict=True) if n}
     values = np.nan_to_num(raw, nan=0.0).astype(np.int8)
-    return LabelTable(tuple(ids), names, values, f"{path} ({label_format})")
+    return LabelTable(tuple(ids), names, values, f"{path} ({label_format})", empty_cells)
 
 
 def read_celebahq_attributes(path: str | os.PathLike) -> LabelTable:

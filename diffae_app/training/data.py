@@ -101,7 +101,13 @@ class LmdbImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, size: int, resolution: int | None = None) -> None:
-        import lmdb
+        try:
+            import lmdb
+        except ImportError:
+            raise DatasetError(
+                "reading LMDB datasets needs the lmdb package of requirements-train.txt; run "
+                "`pip install -r requirements-train.txt`"
+            ) from None
 
         self.path = Path(path)
         if not self.path.exists():

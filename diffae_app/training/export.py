@@ -13,15 +13,16 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoints import CheckpointError, read_bundle_config, save_bundle
+from ..checkpoints import CheckpointError, check_state_dict, read_bundle_config, save_bundle
 from ..classifier import AttributeClassifier, ClassifierError
 from ..config import ModelConfig, SamplerConfig
+from .runs import quality_warnings
 from .state import TrainingStateError, list_checkpoints, load_checkpoint
 
 # Prefix of the autoencoder weights inside the autoencoder stage's training module
@@ -111,14 +112,13 @@ def export_autoencoder(
 ) -> Path:
     # An autoencoder-only bundle must not announce a latent DPM (presets such as tiny32 and
     # synthfaces64 carry one): read_bundle refuses a config.json without its latent weights.
-    config = config.replace(latent_net=None)
-    return save_bundle(
+    return write_bundle(
         out_dir,
-        config,
+        config.replace(latent_net=None),
         ema_state,
-        model_card=model_card(
-            config, title=f"DiffAE autoencoder {config.name}", data=data, summary=summary
-        ),
+        title=f"DiffAE autoencoder {config.name}",
+        data=data,
+        summary=summary,
     )
 
 
@@ -239,6 +239,42 @@ def _share_permissions(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def _check_loads(folder: Path, out_dir: Path) -> None:
+    """Load a freshly written bundle the way users will, before it replaces ``out_dir``."""
+    from ..diffae import DiffAE
+
+    try:
+        DiffAE.from_pretrained(folder)
+    except (CheckpointError, ClassifierError, OSError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(
+            f"the bundle for {out_dir} does not load ({first}); nothing was written"
+        ) from None
+
+
+def check_weights_fit(
+    config: ModelConfig, tensors: Mapping[str, torch.Tensor], *, latent: bool, source: str
+) -> None:
+    """The checkpoint's weights fit the config recorded for its run (else one-line error).
+
+    A run folder whose options.json comes from another run than its checkpoints (possible
+    before runs were protected from restarts) must not export a bundle that cannot load.
+    """
+    from ..models import AutoencoderNet, LatentNet
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation time
+        if latent:
+            if config.latent_net is None:
+                raise ExportError(f"{source}: the run's config has no latent_net")
+            module: torch.nn.Module = LatentNet(config.latent_net)
+        else:
+            module = AutoencoderNet(config.autoencoder)
+    try:
+        check_state_dict(module, tensors, source=source)
+    except CheckpointError as exc:
+        raise ExportError(f"{exc}; the checkpoint and the run's options.json disagree") from None
+
+
 def load_classifiers(paths: list[str | os.PathLike]) -> dict[str, AttributeClassifier]:
     """Classifier artefacts by file stem (their name in a bundle's classifiers/ folder)."""
     out: dict[str, AttributeClassifier] = {}
@@ -300,6 +336,7 @@ def write_bundle(
             ),
         )
         _share_permissions(tmp)
+        _check_loads(tmp, out_dir)
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -357,8 +394,13 @@ def export_run(
     classifiers: list[str | os.PathLike] = (),
     sampler: SamplerConfig | None = None,
     latent_dtype: torch.dtype = torch.float32,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Path:
     """EMA-only bundle of an autoencoder or latent DPM run at its newest (or a given) checkpoint.
+
+    The checkpoint's weights are checked against the run's config and the bundle is loaded
+    before it replaces ``out_dir``. ``on_warning`` hears why the bundle may be useless (EMA
+    still near its random start, a poor logged reconstruction); the model card records it.
 
     A latent DPM run is exported on top of the autoencoder bundle it recorded (or
     `autoencoder_bundle`, when that folder moved). `sampler` replaces the image sampler the
@@ -381,13 +423,21 @@ def export_run(
     if run_summary.is_file():
         done = json.loads(run_summary.read_text())
         if done.get("steps") == summary["step"]:
-            summary.update({k: done[k] for k in ("final_loss", "mean_loss_last_100") if k in done})
+            kept = ("final_loss", "mean_loss_last_100", "recon_psnr_T20")
+            summary.update({k: done[k] for k in kept if k in done})
+    summary["warnings"] = quality_warnings(options, summary["step"], summary)
+    for warning in summary["warnings"]:
+        if on_warning is not None:
+            on_warning(warning)
     extra_classifiers = load_classifiers(list(classifiers))
+    latent = options["stage"] == "latent_dpm"
+    weights = state["ema"] if latent else strip_prefix(state["ema"], AUTOENCODER_PREFIX)
+    check_weights_fit(config, weights, latent=latent, source=f"EMA weights of {ckpt}")
     if options["stage"] == "autoencoder":
         return write_bundle(
             out_dir,
             config.replace(latent_net=None),
-            strip_prefix(state["ema"], AUTOENCODER_PREFIX),
+            weights,
             classifiers=extra_classifiers,
             title=f"DiffAE autoencoder {config.name}",
             data=stage_options.get("data", "?"),
@@ -405,7 +455,7 @@ def export_run(
             out_dir,
             autoencoder_bundle=bundle,
             config=config,
-            latent_state=state["ema"],
+            latent_state=weights,
             latent_dtype=latent_dtype,
             z_mean=torch.tensor(stage_options["z_mean"], dtype=torch.float32),
             z_std=torch.tensor(stage_options["z_std"], dtype=torch.float32),

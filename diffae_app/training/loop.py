@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .runs import check_run_dir, clear_run_dir, holds_run, quality_warnings
 from .state import (
     TrainingStateError,
     ema_decay_at,
@@ -51,7 +54,9 @@ class LoopOptions:
     weight_decay: float = 0.0  # official latent DPM: 0.01 with AdamW
     grad_clip: float = 1.0  # max global gradient norm (official: 1)
     ema_decay: float = 0.9999  # official: 0.9999
-    ema_warmup: bool = False  # decay min(ema_decay, (1+s)/(10+s)); helps short runs
+    # Decay min(ema_decay, (1+s)/(10+s)). On by default: without it (the official recipe)
+    # the EMA of a run shorter than ~10,000 steps is mostly its random initialisation.
+    ema_warmup: bool = True
     mixed_precision: str = "no"  # 'no', 'bf16' (CPU with AMX, Ampere+) or 'fp16' (CUDA)
     grad_accum: int = 1  # micro-batches per optimiser step on each process
     seed: int = 0
@@ -59,6 +64,7 @@ class LoopOptions:
     log_every: int = 10
     sample_every: int = 0  # steps between sample grids in TensorBoard; 0: only at the end
     resume: str | None = None  # None, 'latest', or a checkpoint path
+    overwrite: bool = False  # delete a run already in run_dir and start over (else refused)
     num_threads: int = 0  # torch CPU threads per process; 0: leave torch's default
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,8 +90,12 @@ class Stage(Protocol):
     def describe(self) -> dict[str, Any]:
         """Resolved stage options, written to options.json before step 1."""
 
-    def log_samples(self, ema: nn.Module, writer: Any, step: int) -> None:
-        """Optional sample/reconstruction grids for TensorBoard."""
+    def log_samples(self, ema: nn.Module, writer: Any, step: int) -> dict[str, float] | None:
+        """Sample/reconstruction grids for TensorBoard; returns evaluation numbers (e.g.
+        ``recon_psnr_T20``) that go into summary.json and the export's checks."""
+
+    def data_report(self) -> dict[str, Any]:
+        """Counts about the data seen (e.g. ``skipped_unreadable``) for summary.json."""
 
     def export(self, ema: nn.Module, run_dir: Path, summary: dict[str, Any]) -> Path | None:
         """Write the EMA-only inference artefact; return its path."""
@@ -135,6 +145,17 @@ def train(
     micro = per_process // options.grad_accum
     run_dir = Path(options.run_dir)
     num_items = stage.num_items()
+    check_run_dir(
+        run_dir,
+        stage=stage.name,
+        model=stage.describe()["model"],
+        resume=options.resume,
+        overwrite=options.overwrite,
+    )
+    if options.overwrite and accelerator.is_main_process and holds_run(run_dir):
+        clear_run_dir(run_dir)
+        print(f"--overwrite: deleted the run in {run_dir}; starting over", flush=True)
+    accelerator.wait_for_everyone()
 
     torch.manual_seed(options.seed)  # the same initial weights on every rank
     model = stage.build()
@@ -148,10 +169,25 @@ def train(
             raise TrainingStateError(
                 f"{resume_path} is a {state.get('stage')!r} checkpoint, not {stage.name!r}"
             )
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            # torch lists every mismatched tensor (hundreds of lines): keep the first one.
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainingStateError(
+                f"{resume_path} does not fit this model ({first}); resume with the options "
+                "the run was started with, or choose another --run-dir"
+            ) from None
         start_step = int(state["step"])
+        if accelerator.is_main_process:
+            print(
+                f"resuming from {resume_path.name} (step {start_step} of {options.steps})",
+                flush=True,
+            )
+    elif options.resume is not None and accelerator.is_main_process:
+        print(f"--resume {options.resume}: no checkpoint in {run_dir} yet; starting at step 0")
     model, optimizer = accelerator.prepare(model, optimizer)
     if (
         resume_path is not None
@@ -224,67 +260,99 @@ def train(
     from .data import global_batch_indices
 
     model.train()
-    for step in range(start_step, options.steps):
-        lr = _lr_at(options, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        indices = global_batch_indices(num_items, step, options.batch_size, options.seed)
-        mine = indices[rank * per_process : (rank + 1) * per_process]
-        step_loss = 0.0
-        for m in range(options.grad_accum):
-            seed = _step_seed(options.seed, step, rank, m)
-            generator.manual_seed(seed)
-            torch.manual_seed(seed)  # dropout
-            with accelerator.accumulate(model), accelerator.autocast():
-                loss = stage.loss(model, mine[m * micro : (m + 1) * micro], generator)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and options.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach().float().item() / options.grad_accum
-        ema_update(
-            ema,
-            accelerator.unwrap_model(model),
-            ema_decay_at(step, options.ema_decay, options.ema_warmup),
-        )
-        step_done = step + 1
-        mean_loss = accelerator.reduce(torch.tensor(step_loss), reduction="mean").item()
-        losses.append(mean_loss)
-        if accelerator.is_main_process:
-            elapsed = time.perf_counter() - started
-            rate = (step_done - start_step) * options.batch_size / max(elapsed, 1e-9)
-            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
-            progress.update(1)
-            if step_done % options.log_every == 0 or step_done == options.steps:
-                writer.add_scalar("train/loss", mean_loss, step_done)
-                writer.add_scalar("train/lr", lr, step_done)
-                writer.add_scalar("train/items_per_s", rate, step_done)
-            if options.sample_every and step_done % options.sample_every == 0:
-                stage.log_samples(ema, writer, step_done)
-        if step_done % options.save_every == 0 or step_done == options.steps:
-            checkpoint(step_done)
-        if on_step is not None:
-            on_step(step_done)
+    # Warnings during the loop (e.g. a skipped unreadable image) on their own line above the
+    # progress bar, not glued to it.
+    above_bar = _TqdmLineHandler(tqdm)
+    package_logger = logging.getLogger("diffae_app")
+    package_logger.addHandler(above_bar)
+    try:
+        for step in range(start_step, options.steps):
+            lr = _lr_at(options, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = global_batch_indices(num_items, step, options.batch_size, options.seed)
+            mine = indices[rank * per_process : (rank + 1) * per_process]
+            step_loss = 0.0
+            for m in range(options.grad_accum):
+                seed = _step_seed(options.seed, step, rank, m)
+                generator.manual_seed(seed)
+                torch.manual_seed(seed)  # dropout
+                with accelerator.accumulate(model), accelerator.autocast():
+                    loss = stage.loss(model, mine[m * micro : (m + 1) * micro], generator)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and options.grad_clip > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.detach().float().item() / options.grad_accum
+            ema_update(
+                ema,
+                accelerator.unwrap_model(model),
+                ema_decay_at(step, options.ema_decay, options.ema_warmup),
+            )
+            step_done = step + 1
+            mean_loss = accelerator.reduce(torch.tensor(step_loss), reduction="mean").item()
+            losses.append(mean_loss)
+            if accelerator.is_main_process:
+                elapsed = time.perf_counter() - started
+                rate = (step_done - start_step) * options.batch_size / max(elapsed, 1e-9)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
+                progress.update(1)
+                if step_done % options.log_every == 0 or step_done == options.steps:
+                    writer.add_scalar("train/loss", mean_loss, step_done)
+                    writer.add_scalar("train/lr", lr, step_done)
+                    writer.add_scalar("train/items_per_s", rate, step_done)
+                if options.sample_every and step_done % options.sample_every == 0:
+                    stage.log_samples(ema, writer, step_done)
+            if step_done % options.save_every == 0 or step_done == options.steps:
+                checkpoint(step_done)
+            if on_step is not None:
+                on_step(step_done)
+    finally:
+        package_logger.removeHandler(above_bar)
     progress.close()
 
     elapsed = time.perf_counter() - started
+    data_report = {
+        key: int(accelerator.reduce(torch.tensor(value), reduction="sum").item())
+        for key, value in (stage.data_report() if hasattr(stage, "data_report") else {}).items()
+    }
     summary = {
         "stage": stage.name,
         "steps": options.steps,
         "start_step": start_step,
+        "resumed_from": resume_path.name if resume_path else None,
         "processes": world,
         "seconds_this_session": round(elapsed, 1),
         "final_loss": losses[-1] if losses else None,
         "mean_loss_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])) if losses else None,
+        **data_report,
         "ranks_seen": accelerator.gather(torch.tensor([rank])).tolist(),
     }
     if accelerator.is_main_process:
-        stage.log_samples(ema, writer, options.steps)
+        summary.update(stage.log_samples(ema, writer, options.steps) or {})
         writer.close()
+        summary["warnings"] = quality_warnings(resolved, options.steps, summary)
+        for warning in summary["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         export_path = stage.export(ema, run_dir, summary)
         summary["export"] = str(export_path) if export_path else None
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+class _TqdmLineHandler(logging.Handler):
+    """Writes log records as ``warning: ...`` lines through ``tqdm.write`` (above the bar)."""
+
+    def __init__(self, tqdm_class: Any) -> None:
+        super().__init__(level=logging.WARNING)
+        self.tqdm_class = tqdm_class
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = f"{record.levelname.lower()}: {record.getMessage()}"
+            self.tqdm_class.write(line, file=sys.stderr)
+        except Exception:  # logging must never break training
+            self.handleError(record)

@@ -24,6 +24,7 @@ import gradio as gr
 
 from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
+from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
 from . import saved
@@ -196,6 +197,14 @@ def _result_column(c: dict[str, Any]) -> None:
         format="png",
         height=300,
         buttons=["fullscreen"],
+    )
+    c["paste"] = gr.Radio(
+        [("change only (keeps the photo's detail)", "change"), ("whole render", "render")],
+        value=DEFAULT_PASTE,
+        label="Paste back",
+        elem_id="paste-mode",
+        info="change: the photo plus what the edit changed, at the photo's resolution; "
+        "whole render: the model's face (its resolution, no ghosts of removed content)",
     )
     with gr.Row():
         c["dl_png"] = gr.DownloadButton(
@@ -386,6 +395,7 @@ def _api_components(c: dict[str, Any]) -> None:
         c["api_locks"] = gr.JSON([], label="locks")
         c["api_targets"] = gr.JSON({}, label="targets")
         c["api_seed"] = gr.Number(-1, precision=0, label="seed")
+        c["api_paste"] = gr.Textbox(DEFAULT_PASTE, label="paste")
         c["api_edited_crop"] = gr.Image(format="png", label="edited_crop")
         c["api_edited_photo"] = gr.Image(format="png", type="filepath", label="edited_photo")
         c["api_result"] = gr.JSON(label="result")
@@ -456,10 +466,10 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
     n_groups = len(GROUPS)
 
     @gpu()
-    def on_render(state, mode, quality, seed, *rest, progress=gr.Progress()):  # noqa: B008
+    def on_render(state, mode, quality, seed, paste, *rest, progress=gr.Progress()):  # noqa: B008
         locks = [name for group in rest[:n_groups] for name in (group or [])]
         values = rest[n_groups:]
-        for out in h.on_render(state, mode, quality, seed, locks, values, progress):
+        for out in h.on_render(state, mode, quality, seed, locks, values, progress, paste=paste):
             yield render_map(out)
 
     render_inputs = [
@@ -467,6 +477,7 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         c["mode"],
         c["quality"],
         c["seed"],
+        c["paste"],
         *_outputs(c, lock_keys),
         *_outputs(c, slot_keys),
     ]
@@ -476,6 +487,7 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
             *(c[k].input for k in lock_keys),
             c["render_btn"].click,
             c["seed"].submit,
+            c["paste"].input,
         ],
         fn=on_render,
         inputs=render_inputs,
@@ -678,9 +690,11 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
     api_edit_map = _mapper(c, api_edit_keys)
 
     @gpu()
-    def edit(strengths, locks, targets, quality, seed, state):
+    def edit(strengths, locks, targets, quality, seed, paste, state):
         """Render an edit of the face encoded by /encode in this session."""
-        return api_edit_map(h.api_edit(strengths, locks, targets, quality, seed, state))
+        return api_edit_map(
+            h.api_edit(strengths, locks, targets, quality, seed, state, paste=paste)
+        )
 
     c["api_edit_btn"].click(
         edit,
@@ -690,6 +704,7 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
             c["api_targets"],
             c["api_quality"],
             c["api_seed"],
+            c["api_paste"],
             c["state"],
         ],
         outputs=_outputs(c, api_edit_keys),

@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
 from diffae_app.imaging import load_image
+from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.pipeline import write_gif, write_strip
 from diffae_app.progress import Cancelled, Eta
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
@@ -452,6 +453,7 @@ class Handlers:
         T_render: int,
         seed: int | None,
         progress: Any = None,
+        paste: str = DEFAULT_PASTE,
         *,
         steps: Callable[[int, int, str], None] | None = None,
         preview: Any = None,
@@ -470,17 +472,18 @@ class Handlers:
                 T_render=T_render,
                 seed=seed,
                 custom_attributes=state.custom,
+                paste=paste or DEFAULT_PASTE,
                 progress=steps,
                 preview=preview,
                 cancel=cancel,
             )
 
     def write_result(self, state: UserState, result: Any) -> dict[str, str]:
-        """Files of one render: full photo PNG, aligned crop PNG, recipe JSON."""
+        """Files of one render: full photo PNG, aligned crop PNG, recipe JSON (as pasted)."""
         folder = state.output_dir("edit")
         return {
             "png": _save_png(result.photo, folder / "edited.png", fast=True),
-            "crop": _save_png(result.crop, folder / "edited-crop.png"),
+            "crop": _save_png(result.face_crop, folder / "edited-crop.png"),
             "recipe": _write_text(folder / "recipe.json", result.recipe.to_json()),
         }
 
@@ -493,12 +496,16 @@ class Handlers:
         locks: Sequence[str],
         values: Sequence[float | None],
         progress: Any = None,
+        *,
+        paste: str = DEFAULT_PASTE,
     ) -> Iterator[Outputs]:
         """Slider release / number box / Render button: the face forming (the sampler's
         current estimate every few steps, with step count and ETA), then the final render.
 
         A newer render of this user, or a slider starting to move (:meth:`on_slider_moving`),
-        stops this one at its next step; it then ends without touching the page.
+        stops this one at its next step; it then ends without touching the page. ``paste``
+        ("change" or "render") decides the edited face shown, the before/after photo and both
+        downloads.
         """
         state = self._state(state)
         if state.session is None:
@@ -523,6 +530,7 @@ class Handlers:
                 locks,
                 preset.T_render,
                 seed_value,
+                paste=paste,
                 steps=progress,
                 preview=preview,
                 cancel=cancel,
@@ -546,7 +554,7 @@ class Handlers:
             return  # a newer edit replaced this one; it renders next
         files = self.write_result(state, result)
         yield {
-            "edited_crop": result.crop,
+            "edited_crop": result.face_crop,
             "compare": (_original(state), files["png"]),
             "chart": probability_chart_html(
                 before, dict(result.probabilities_after), highlight=moved
@@ -827,6 +835,8 @@ class Handlers:
         seed: float | None,
         state: UserState,
         progress: Any = None,
+        *,
+        paste: str | None = DEFAULT_PASTE,
     ) -> Outputs:
         """/edit: render an edit of this client's encoded face (full photo and crop)."""
         state = self._state(state)
@@ -849,10 +859,11 @@ class Handlers:
             _preset(quality).T_render,
             seed_value,
             progress,
+            paste,
         )
         files = self.write_result(state, result)
         return {
-            "api_edited_crop": result.crop,
+            "api_edited_crop": result.face_crop,
             "api_edited_photo": files["png"],
             "api_result": {
                 "strengths": dict(result.strengths),
@@ -860,6 +871,7 @@ class Handlers:
                 "probabilities_after": dict(result.probabilities_after),
                 "recipe": result.recipe.to_dict(),
                 "photo_size": list(result.photo.size),
+                "paste": result.paste,
             },
         }
 

@@ -1,6 +1,7 @@
 """Server settings of the studio, all from the environment, with safe defaults.
 
-Everything here is read once by ``app.py``; nothing imports torch.
+Everything here is read once by ``app.py``; nothing imports torch (or ``spaces``, except
+:func:`import_spaces_if_zero_gpu` on a ZeroGPU Space).
 
 =============================== =========================================================
 ``DIFFAE_MODEL``                model at start-up: ``default`` (bundled SynthFaces-64), a
@@ -150,17 +151,49 @@ def _positive(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-def gpu(duration: int = 60) -> Callable[[F], F]:
-    """``@spaces.GPU(duration=...)`` on a ZeroGPU Space; the function unchanged anywhere else
-    (including when the ``spaces`` package is not installed)."""
+def import_spaces_if_zero_gpu() -> bool:
+    """On a ZeroGPU Space, import ``spaces`` now; elsewhere do nothing. True if imported.
+
+    ``spaces`` refuses to load once CUDA is initialised (a crash loop at start-up), because it
+    has to patch torch first: afterwards ``torch.cuda.is_available()`` says True, the model's
+    ``.to("cuda")`` at start-up is recorded (the weights stay on the CPU and are packed), and
+    only calls inside ``@spaces.GPU`` functions run on a real GPU. ``app.py`` calls this
+    before anything can touch CUDA (importing torch alone does not).
+
+    Raises:
+        SystemExit: ZeroGPU is on but ``spaces`` is not installed (one line: how to fix it).
+    """
+    if not on_zero_gpu():
+        return False
+    try:
+        import spaces  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "error: SPACES_ZERO_GPU is set but the `spaces` package is not installed; "
+            "add `spaces` to requirements.txt (it is listed there in this repository)"
+        ) from None
+    return True
+
+
+#: Seconds of GPU time asked for per call (ZeroGPU's ``duration``; a shorter request waits
+#: less in its queue, a call that runs longer is cut off). The longest single call at 256 px is
+#: a photo upload at "best" quality: encoder + 50 inversion + 10 preview + 50 render steps,
+#: about 110 network evaluations, estimated at 2-5 s on ZeroGPU's H200 slice plus the weights'
+#: first transfer and face detection; 30 s leaves a wide margin (not measured on a GPU yet).
+RENDER_GPU_SECONDS = 30
+
+
+def gpu(duration: int = RENDER_GPU_SECONDS) -> Callable[[F], F]:
+    """``@spaces.GPU(duration=...)`` on a ZeroGPU Space; the function unchanged anywhere else.
+
+    On ZeroGPU ``spaces`` must already be imported (:func:`import_spaces_if_zero_gpu`).
+    """
 
     def decorate(fn: F) -> F:
         if not on_zero_gpu():
             return fn
-        try:
-            import spaces  # type: ignore[import-not-found]
-        except ImportError:
-            return fn
+        import spaces  # type: ignore[import-not-found]
+
         return spaces.GPU(duration=duration)(fn)
 
     return decorate
