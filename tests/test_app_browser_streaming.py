@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from .test_app_browser import TIMEOUT_MS, browser, image_size  # noqa: F401 (fixture)
+from .test_app_browser import (  # noqa: F401 (browser: the fixture)
+    TIMEOUT_MS,
+    browser,
+    image_size,
+    set_slider,
+)
 from .test_app_fixtures import ARTIFACTS, EXAMPLES, AppServer, build_tiny_bundle, tiny256_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,9 +56,10 @@ def test_render_shows_the_face_forming_with_progress(browser, server_256) -> Non
         image_size(page, "#reconstruction")
         page.wait_for_function("() => !document.querySelector('#render-btn').disabled")
         page.evaluate(WATCH)
-        page.locator("#render-btn").click()
+        # An edit (the unedited face is already rendered and cached at upload).
+        set_slider(page, "attr-Smiling", 0.8)
         page.wait_for_function(
-            "() => document.querySelector('#edit-status').innerText.startsWith('Rendered with')"
+            "() => document.querySelector('#edit-status').innerText.includes('Smiling +0.80')"
         )
         page.wait_for_timeout(500)
         seen = page.evaluate("() => window.__seen")
