@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from copy import deepcopy
 
 import pytest
 
@@ -61,6 +62,12 @@ def test_a_newer_ticket_or_closing_the_stream_cancels_the_work() -> None:
     assert stale() and not newer()
     tickets.supersede()
     assert newer()
+    # gr.State deep-copies its default per session: a copy has its own, independent tickets.
+    copy = deepcopy(tickets)
+    assert isinstance(copy, LatestRender) and copy is not tickets
+    copied = copy.take()
+    tickets.supersede()
+    assert not copied()
 
     release = threading.Event()
     work, done = _fake_render(50, gate=lambda step: step > 2 and release.wait(5))

@@ -36,6 +36,11 @@ class LatestRender:
             mine = self._latest
         return lambda: self._latest != mine
 
+    def __deepcopy__(self, memo: dict) -> LatestRender:
+        # Gradio deep-copies a gr.State's default for every new session: each gets its own
+        # tickets (and a lock cannot be copied anyway).
+        return LatestRender()
+
     def supersede(self) -> None:
         """Mark the render in flight stale (a slider is moving: its result would be old)."""
         with self._lock:
