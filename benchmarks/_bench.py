@@ -106,6 +106,26 @@ def count_flops(function: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+class UNetCalls:
+    """Counts forward passes of a DiffAE's decoder UNet (a forward pre-hook on the autoencoder;
+    the semantic encoder is called on its own and is not counted). One batched call is one."""
+
+    def __init__(self, model: DiffAE) -> None:
+        self.count = 0
+        self._handle = model.autoencoder.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, args: object) -> None:
+        self.count += 1
+
+    def take(self) -> int:
+        """The calls since the last take."""
+        count, self.count = self.count, 0
+        return count
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
 def random_model(
     config_name: str, *, precision: str, device: torch.device, seed: int = 0
 ) -> DiffAE:

@@ -19,9 +19,13 @@ With a bundle (default: the bundled SynthFaces-64 model) the flow goes through
 - reconstruction PSNR of the session against its aligned input (no edit).
 
 Every quality preset of `diffae_app.session.QUALITY_PRESETS` is measured, plus batched
-rendering (4 slider values in one DDIM run against 4 runs). `--model ffhq128` or `ffhq256`
-runs the same flow on random weights through `DiffAE` (no detector or classifier: encode,
-invert, render with z_sem moved along a random direction).
+rendering (4 slider values in one DDIM run against 4 runs). UNet calls are counted (a hook on
+the decoder), and the slider render's first streamed preview is timed.
+
+`--config ffhq256` (or ffhq128, synthfaces64) runs the same Studio flow, the app's code path,
+on random weights of that architecture with the preset's own sampler (no classifier: the
+slider render is the unedited face, which costs the same). `--model ffhq128` or `ffhq256`
+runs the older flow on random weights straight through `DiffAE`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from _bench import (
     BUNDLED_MODEL,
     CONFIG_ALIASES,
     REPO,
+    UNetCalls,
     fast_precisions,
     machine_line,
     pick_device,
@@ -73,8 +78,13 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
     from diffae_app.pipeline import Studio
 
     start = time.perf_counter()
-    studio = Studio.load(args.model, device=args.device, precision=precision)
+    if args.config:
+        model = random_model(args.config, precision=precision, device=pick_device(args.device))
+        studio = Studio(model, model_id=f"{args.config} (random weights)", detector="dlib")
+    else:
+        studio = Studio.load(args.model, device=args.device, precision=precision)
     load_s = time.perf_counter() - start
+    counter = UNetCalls(studio.model)
     attribute = args.attribute or (studio.attribute_names[0] if studio.attribute_names else None)
     strengths = (lambda v: {attribute: v}) if attribute else (lambda v: {})
     photo = args.photo
@@ -92,20 +102,30 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
     studio.render(upload(2), strengths(0.1), T_render=2)
     rows, batch_rows = [], []
     for name, preset in flows(args):
-        first, encode_times, renders = [], [], []
+        first, encode_times, renders, previews = [], [], [], []
         session = None
         for r in range(args.repeats):
+            counter.take()
             t0 = time.perf_counter()
             session = upload(preset.T_inv)
             t1 = time.perf_counter()
             studio.render(session, strengths(0.3), T_render=preset.T_render)
             t2 = time.perf_counter()
+            upload_calls = counter.take()
             first.append(t2 - t0)
             encode_times.append(t1 - t0)
             value = 0.1 + 0.1 * r
+            shown: list[float] = []
             t0 = time.perf_counter()
-            studio.render(session, strengths(value), T_render=preset.T_render)
+            studio.render(
+                session,
+                strengths(value),
+                T_render=preset.T_render,
+                preview=lambda *_, shown=shown: shown.append(time.perf_counter()),
+            )
             renders.append(time.perf_counter() - t0)
+            previews.append(shown[0] - t0 if shown else math.nan)
+            slider_calls = counter.take()
         recon = studio.reconstruct(session, T_render=preset.T_render).crop
         quality = pooled_psnr_db(_pil(recon), _pil(session.crop))
         rows.append(
@@ -114,12 +134,15 @@ def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
                 f"{name} ({preset.T_inv}, {preset.T_render})",
                 _fmt(_median(encode_times)),
                 _fmt(_median(first)),
+                _fmt(_median(previews)),
                 _fmt(_median(renders)),
+                f"{upload_calls} / {slider_calls}",
                 f"{quality:.2f}",
                 _fmt(load_s),
             ]
         )
         print(f"  {precision} {name}: first edit {_fmt(_median(first))}", flush=True)
+    counter.close()
     batch_rows.append(batched_rows(studio.model, session, precision, args))
     return rows, batch_rows
 
@@ -240,7 +263,9 @@ def random_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], l
                 f"{name} ({preset.T_inv}, {preset.T_render})",
                 _fmt(t1 - t0),
                 _fmt(t2 - t0),
+                "-",
                 _fmt(t3 - t2),
+                "-",
                 "-",
                 _fmt(load_s),
             ]
@@ -255,6 +280,12 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="'default', a bundle, ffhq128, ffhq256")
     parser.add_argument(
         "--precisions", nargs="+", default=None, help="default: float32 and the device's fast ones"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        choices=sorted(CONFIG_ALIASES),
+        help="random weights of this architecture through the Studio (the app's code path)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--photo", default=str(REPO / "assets" / "examples" / "face_a.png"))
@@ -279,11 +310,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print("# edit_flow:", machine_line())
-    random_weights = args.model in CONFIG_ALIASES
-    print(
-        f"model: {args.model if args.model != 'default' else BUNDLED_MODEL}"
-        f"{' (random weights, DiffAE calls)' if random_weights else ' (Studio)'}"
-    )
+    random_weights = args.model in CONFIG_ALIASES and not args.config
+    if args.config:
+        print(f"model: {args.config} (random weights, Studio: the app's code path)")
+    else:
+        print(
+            f"model: {args.model if args.model != 'default' else BUNDLED_MODEL}"
+            f"{' (random weights, DiffAE calls)' if random_weights else ' (Studio)'}"
+        )
     if args.app:
         if args.flows:
             parser.error("--app times the app's own presets; leave out --flows")
@@ -319,7 +353,9 @@ def main() -> None:
                 "preset (T_inv, T_render)",
                 "upload: encode+invert",
                 "upload → first edit",
+                "slider → first preview",
                 "slider → re-render",
+                "UNet calls upload / slider",
                 "recon PSNR dB",
                 "model load",
             ],

@@ -12,6 +12,14 @@ be read off: the diagonal T_inv = T_render, and the official habit (250, 20) for
 With two precisions, the bf16 cells are also compared with the float32 ones, and a
 "same inputs" PSNR is printed: bf16 render against float32 render of the *same* x_T and
 z_sem (the fidelity of the arithmetic alone, target >= 40 dB).
+
+    python benchmarks/fidelity_study.py --solvers [--images 8] [--precisions bfloat16]
+
+compares solvers instead (DDIM with fixed-point inversion, DDIM with the extrapolated
+inversion, DPM-Solver++(2M); see SamplerConfig.solver) at chosen (T_inv, T_render) pairs, on
+the held-out faces and on the real portraits (skimage astronaut, matplotlib grace_hopper,
+detected and aligned by the studio): reconstruction PSNR, UNet calls counted by a hook on the
+decoder (upload = inversion + first render, slider = one render) and seconds per image.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import torch
 from _bench import (
     BUNDLED_MODEL,
     CONFIG_ALIASES,
+    UNetCalls,
     fast_precisions,
     machine_line,
     pick_device,
@@ -33,7 +42,7 @@ from _bench import (
 )
 
 from diffae_app import DiffAE
-from diffae_app.config import OFFICIAL_SAMPLER
+from diffae_app.config import OFFICIAL_SAMPLER, SamplerConfig
 from diffae_app.data.synthfaces import HELDOUT_SEED_START, generate
 from diffae_app.metrics import pooled_psnr_db
 
@@ -110,6 +119,81 @@ def grid_table(quality: dict, steps: list[int], inv_s: dict, render_s: dict) -> 
     return table(headers, rows)
 
 
+# (label, solver, power, fixed-point iterations, T_inv, T_render): today's default first.
+SOLVER_ROWS = [
+    ("former default: DDIM + fixed-point inversion", "ddim", 1.25, 1, 20, 20),
+    ("DDIM + fixed-point inversion", "ddim", 1.25, 1, 10, 10),
+    ("DDIM + released inversion", "ddim", 1.25, 0, 10, 10),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 10, 10),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.5, 0, 10, 10),
+    ("DPM-Solver++(2M) both ways", "dpmpp_2m", 1.25, 0, 10, 10),
+    ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 10, 10),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 15, 15),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 16, 16),
+    ("DDIM + extrapolated inversion", "ddim_extrapolated", 1.25, 0, 20, 20),
+    ("DPM-Solver++(2M) both ways", "dpmpp_2m", 2.0, 0, 20, 20),
+]
+
+
+def portrait_images(model_path: str, size: int) -> torch.Tensor:
+    """The project's real portraits, detected and aligned by the studio: (2, 3, S, S)."""
+    from matplotlib import cbook
+    from PIL import Image
+    from skimage import data
+
+    from diffae_app.imaging import image_to_tensor
+    from diffae_app.pipeline import Studio
+
+    studio = Studio.load(model_path)
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        hopper = Image.open(f).convert("RGB")
+    photos = [Image.fromarray(data.astronaut()), hopper]
+    crops = [studio.encode_photo(photo, T_inv=2).crop for photo in photos]
+    return torch.stack([image_to_tensor(c.resize((size, size))) for c in crops])
+
+
+def solver_study(model: DiffAE, sets: dict[str, torch.Tensor]) -> list[list]:
+    """One row per SOLVER_ROWS entry: calls, seconds per image and PSNR per image set."""
+    counter = UNetCalls(model)
+    first = next(iter(sets.values()))[:1].to(model.device)
+    model.render(model.encode_stochastic(first, model.encode(first), T=2), model.encode(first), 2)
+    rows = []
+    for label, solver, power, iterations, T_inv, T_render in SOLVER_ROWS:
+        sampler = SamplerConfig(
+            spacing="power", power=power, inversion_fixed_point_iterations=iterations, solver=solver
+        )
+        variant = model.with_sampler(sampler)
+        row = [f"{label}, power {power}", f"({T_inv}, {T_render})"]
+        quality, times = [], []
+        for x in sets.values():
+            x = x.to(model.device)
+            z_sem = variant.encode(x)
+            counter.take()
+            start = time.perf_counter()
+            x_T = variant.encode_stochastic(x, z_sem, T=T_inv)
+            middle = time.perf_counter()
+            images = variant.render(x_T, z_sem, T=T_render)
+            end = time.perf_counter()
+            inversion_calls = counter.take() - T_render
+            target = (x + 1) / 2
+            quality.append(
+                float(np.mean([pooled_psnr_db(images[i], target[i]) for i in range(len(x))]))
+            )
+            times.append(((middle - start) / len(x), (end - middle) / len(x)))
+        inv_s, render_s = np.mean([t[0] for t in times]), np.mean([t[1] for t in times])
+        row += [
+            inversion_calls + T_render,
+            T_render,
+            *[f"{q:.2f}" for q in quality],
+            f"{(inv_s + render_s) * 1000:.0f} ms",
+            f"{render_s * 1000:.0f} ms",
+        ]
+        rows.append(row)
+        print("  " + " | ".join(str(v) for v in row), flush=True)
+    counter.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(BUNDLED_MODEL))
@@ -127,10 +211,28 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--solvers", action="store_true", help="the solver study (see the module docstring)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print("# fidelity_study:", machine_line())
+    if args.solvers:
+        device = pick_device(args.device)
+        for precision in args.precisions or fast_precisions(device):
+            model = load(args.model, precision, device)
+            sets = {"held-out": heldout_images(args.images, model.image_size)}
+            if args.model not in CONFIG_ALIASES:
+                sets["portraits"] = portrait_images(args.model, model.image_size)
+            print(f"\n### solvers, {precision}; images: {', '.join(sets)}")
+            rows = solver_study(model, sets)
+            headers = ["sampler", "(T_inv, T_render)", "upload calls", "slider calls"]
+            headers += [f"PSNR dB {name}" for name in sets]
+            headers += ["upload s/image", "slider s/image"]
+            print()
+            print(table(headers, rows))
+        return
     print(f"model: {args.model}; {args.images} held-out SynthFaces images; PSNR vs the input")
     device = pick_device(args.device)
     precisions = args.precisions or [*fast_precisions(device), "float32"]

@@ -34,7 +34,16 @@ from .checkpoints import (
 )
 from .classifier import AttributeClassifier
 from .config import ModelConfig, SamplerConfig
-from .diffusion import Schedule, ddim_invert, ddim_sample, make_schedule, network_timesteps
+from .diffusion import (
+    Schedule,
+    ddim_invert,
+    ddim_invert_extrapolated,
+    ddim_sample,
+    dpmpp_2m_invert,
+    dpmpp_2m_sample,
+    make_schedule,
+    network_timesteps,
+)
 from .diffusion.ddim import StepCallback
 from .models import AutoencoderNet, LatentNet
 
@@ -324,24 +333,35 @@ class DiffAE:
         fixed_point_iterations: int | None = None,
         callback: StepCallback | None = None,
     ) -> torch.Tensor:
-        """Stochastic code x_T by T-step DDIM inversion of x (B, 3, S, S) in [-1, 1].
+        """Stochastic code x_T by T-step inversion of x (B, 3, S, S) in [-1, 1].
 
-        `fixed_point_iterations` (default: the config's sampler) > 0 refines each step
-        towards the exact inverse of the matching render step, at n extra UNet calls per
-        step (see `diffusion.ddim_invert`); 0 is the released algorithm.
+        The config's sampler picks the solver: 'ddim' (DDIM inversion; with
+        `fixed_point_iterations` > 0, default the config's, each step is refined towards the
+        exact inverse of the matching render step at n extra UNet calls per step, see
+        `diffusion.ddim_invert`; 0 is the released algorithm), 'ddim_extrapolated'
+        (`diffusion.ddim_invert_extrapolated`, T calls) or 'dpmpp_2m'
+        (`diffusion.dpmpp_2m_invert`, T - 1 calls). `callback` sees every step.
         """
         if fixed_point_iterations is None:
             fixed_point_iterations = self.config.sampler.inversion_fixed_point_iterations
         x, z_sem = self._check_images(x), self._check_z(z_sem)
         schedule = self._schedule(T)
-        x_T = ddim_invert(
-            self.ddim_predictor(z_sem, schedule),
-            x.contiguous(memory_format=self.memory_format),
-            schedule,
-            clip_denoised=self.config.diffusion.clip_denoised,
-            fixed_point_iterations=fixed_point_iterations,
-            callback=callback,
-        )
+        x = x.contiguous(memory_format=self.memory_format)
+        predictor = self.ddim_predictor(z_sem, schedule)
+        clip = self.config.diffusion.clip_denoised
+        solver = self.config.sampler.solver
+        if solver in ("dpmpp_2m", "ddim_extrapolated"):
+            invert = dpmpp_2m_invert if solver == "dpmpp_2m" else ddim_invert_extrapolated
+            x_T = invert(predictor, x, schedule, clip_denoised=clip, callback=callback)
+        else:
+            x_T = ddim_invert(
+                predictor,
+                x,
+                schedule,
+                clip_denoised=clip,
+                fixed_point_iterations=fixed_point_iterations,
+                callback=callback,
+            )
         return x_T.contiguous()
 
     @torch.inference_mode()
@@ -353,10 +373,13 @@ class DiffAE:
         *,
         callback: StepCallback | None = None,
     ) -> torch.Tensor:
-        """Decode (x_T, z_sem) with T-step DDIM -> images (B, 3, S, S) in [0, 1]."""
+        """Decode (x_T, z_sem) with T steps of the config's solver -> images (B, 3, S, S) in
+        [0, 1]. `callback` sees every step; its 'pred_x0' (B, 3, S, S, in [-1, 1]) is the
+        current estimate of the final image, which is what a progress preview shows."""
         x_T, z_sem = self._check_images(x_T, "x_T"), self._check_z(z_sem)
         schedule = self._schedule(T or self.config.default_render_steps)
-        x_0 = ddim_sample(
+        solve = dpmpp_2m_sample if self.config.sampler.solver == "dpmpp_2m" else ddim_sample
+        x_0 = solve(
             self.ddim_predictor(z_sem, schedule),
             x_T.contiguous(memory_format=self.memory_format),
             schedule,

@@ -65,6 +65,7 @@ from .encoding_cache import EncodingCache
 from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
 from .paste import DEFAULT_PASTE, check_paste_mode, compose
 from .precision import MIN_BF16_PSNR_DB, PrecisionChoice, fidelity_db, native_bf16
+from .progress import CancelCheck, PreviewCallback, step_callback
 from .session import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -679,6 +680,8 @@ class Studio:
         paste: str = DEFAULT_PASTE,
         measure: bool = True,
         progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> EditResult:
         """Render an edit of an encoded face, then measure what the result shows.
 
@@ -707,6 +710,12 @@ class Studio:
             progress: called with (step, total, message); total = T_render per render (the
                 unedited render once per face in "change" mode, a corrective render in
                 target mode).
+            preview: called with (crop, step, total) a few times during the render shown,
+                the crop being the current estimate of the final image (the sampler's
+                predicted x_0): the first after 2 UNet calls (``progress.preview_calls``).
+                Not called while only the unedited reference for "change" is made.
+            cancel: checked after every step; when it returns True the render stops and
+                :class:`~diffae_app.progress.Cancelled` is raised.
 
         Returns:
             The edited crop, the photo with the face pasted back, the aligned face at the
@@ -762,18 +771,27 @@ class Studio:
         edit_renders = 0 if unedited else (2 if targets and measure else 1)
         steps = _Progress(progress, T_render * max(1, edit_renders + int(need_reference)))
         if need_reference:
+            # Unedited, it is the render itself (streamed); otherwise the reconstruction
+            # "change" needs, made before the edit (cancellable, not previewed).
             message = "rendering" if unedited else "reconstructing (once per face)"
-            reference = self._reference(session, T_render, steps.ddim(message))
+            callback = step_callback(
+                T_render,
+                on_step=steps.ddim(message),
+                preview=preview if unedited else None,
+                cancel=cancel,
+            )
+            reference = self._reference(session, T_render, callback)
 
         def attempt(applied: dict[str, float], z_edit: torch.Tensor) -> tuple:
             """(applied, z_edit, images, crop, measured probabilities) of one render."""
             if seed is None and torch.equal(z_edit, session.z_sem):
                 images = reference
             else:
+                callback = step_callback(
+                    T_render, on_step=steps.ddim("rendering"), preview=preview, cancel=cancel
+                )
                 with torch.inference_mode():
-                    images = self.model.render(
-                        x_T, z_edit, T_render, callback=steps.ddim("rendering")
-                    ).cpu()
+                    images = self.model.render(x_T, z_edit, T_render, callback=callback).cpu()
             crop = _to_image(images)
             got = self._measure(sliders, crop, names) if measure else {}
             return applied, z_edit, images, crop, got

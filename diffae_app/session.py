@@ -98,15 +98,17 @@ class QualityPreset:
             raise ValueError(f"step counts must be >= 1, got {self.T_inv}, {self.T_render}")
 
 
-#: Named step counts, chosen from benchmarks/fidelity_study.py on the bundled model (bf16,
-#: its power-1.25 spacing and refined inversion): equal counts reconstruct best, because
-#: each render step then undoes one inversion step (10/10: 31 dB, 20/20: 40 dB, 50/50: 49 dB;
-#: the official habit of 250 inversion / 20 render steps gets 35 dB there, 20/10 only 27).
-#: The UI's quick preview renders with "preview"'s T_render before the final image.
+#: Named step counts, chosen from `benchmarks/fidelity_study.py --solvers` on the bundled model
+#: (bf16, its power-1.25 spacing and extrapolated inversion: one UNet call per inversion step,
+#: so upload -> first image costs T_inv + T_render calls and a slider move T_render). Equal
+#: counts reconstruct best, because each render step then undoes one inversion step. Held-out
+#: faces / real portraits: 10/10 34.6 / 37.5 dB (20 + 10 calls); 16/16 40.7 / 43.4 dB (32 + 16
+#: calls, within 0.3 dB of the former default, fixed-point inversion at 20/20 with 58 + 20
+#: calls); 20/20 43.9 / 45.0 dB. benchmarks/RESULTS.md has the table.
 QUALITY_PRESETS: Mapping[str, QualityPreset] = types.MappingProxyType(
     {
         "preview": QualityPreset(T_inv=10, T_render=10),
-        "balanced": QualityPreset(T_inv=20, T_render=20),
+        "balanced": QualityPreset(T_inv=16, T_render=16),
         "best": QualityPreset(T_inv=50, T_render=50),
     }
 )

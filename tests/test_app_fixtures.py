@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,8 +33,9 @@ EXAMPLES = REPO / "assets" / "examples"
 ARTIFACTS = REPO / "test-artifacts" / "app"
 
 
-def build_tiny_bundle(folder: Path) -> Path:
-    """A complete bundle (autoencoder, latent DPM, classifier) with random weights."""
+def build_tiny_bundle(folder: Path, config: Any = None) -> Path:
+    """A complete bundle (autoencoder, latent DPM, classifier) with random weights, of the
+    tiny32 preset or of the given ModelConfig (e.g. :func:`tiny256_config`)."""
     from diffae_app.classifier import AttributeClassifier
     from diffae_app.config import preset
     from diffae_app.data.synthfaces import ATTRIBUTES, generate
@@ -43,7 +45,8 @@ def build_tiny_bundle(folder: Path) -> Path:
 
     if (folder / "config.json").is_file():
         return folder
-    config = preset("tiny32")
+    config = config or preset("tiny32")
+    size = config.autoencoder.image_size
     generator = torch.manual_seed(1234)
     autoencoder = AutoencoderNet(config.autoencoder)
     latent = LatentNet(config.latent_net)
@@ -56,7 +59,7 @@ def build_tiny_bundle(folder: Path) -> Path:
         z_std=torch.ones(width),
     )
     # Statistics of real inputs, so the classifier's probabilities are spread out.
-    faces = torch.stack([image_to_tensor(Image.fromarray(generate(s, 32)[0])) for s in range(16)])
+    faces = torch.stack([image_to_tensor(Image.fromarray(generate(s, size)[0])) for s in range(16)])
     z = model.encode(faces)
     z_mean, z_std = z.mean(0), z.std(0).clamp_min(1e-3)
     weight = torch.randn(len(ATTRIBUTES), width, generator=generator) / width**0.5
@@ -78,6 +81,30 @@ def build_tiny_bundle(folder: Path) -> Path:
     )
     model.save_pretrained(folder, model_card="tiny random test bundle\n")
     return folder
+
+
+def tiny256_config() -> Any:
+    """A 256-px model of tiny width (16 channels): the FFHQ256 image size, so the app's
+    256-px paths (previews, paste-back) run, at a small fraction of FFHQ256's cost."""
+    from diffae_app.config import AutoencoderConfig, LatentNetConfig, ModelConfig, preset
+
+    autoencoder = AutoencoderConfig(
+        image_size=256,
+        model_channels=16,
+        # One width everywhere: the skip concatenations (32) stay divisible by GroupNorm's 32.
+        channel_mult=(1, 1, 1, 1, 1, 1),
+        encoder_channel_mult=(1, 1, 1, 1, 1, 1, 1),
+        num_res_blocks=1,
+        encoder_num_res_blocks=1,
+        attention_resolutions=(16,),
+        time_embed_channels=32,
+        z_sem_channels=64,
+        dropout=0.0,
+    )
+    latent = LatentNetConfig(
+        num_channels=64, num_hid_channels=128, num_layers=3, skip_layers=(1, 2)
+    )
+    return ModelConfig("tiny256", autoencoder, latent, sampler=preset("synthfaces64").sampler)
 
 
 def app_model(tmp_root: Path, *, prefer: str = "bundled") -> str:

@@ -16,6 +16,8 @@ from PIL import Image
 from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
 from diffae_app.pipeline import Studio
+from diffae_app.progress import preview_calls
+from diffae_app.session import QUALITY_PRESETS
 from diffae_app.ui.handlers import MODES, Handlers, psnr
 from diffae_app.ui.layout import (
     SliderBank,
@@ -188,10 +190,14 @@ def test_real_photo_encode_edit_and_downloads(handlers: Handlers, tmp_path: Path
     assert "PSNR" in out["quality_md"] and state.psnr is not None
     assert Path(out["dl_encoding"]["value"]).is_file()
     outs = render(handlers, state, {"Bangs": 0.8, "Smiling": 0.5}, quality="balanced")
-    assert len(outs) == 2  # a quick low-step preview first, then the final render
+    # The face forming (the sampler's estimate every few steps, with ETA), then the final.
+    T_render = QUALITY_PRESETS["balanced"].T_render
+    assert len(outs) == len(preview_calls(T_render)) + 1
+    assert outs[0]["edited_crop"].size == out["crop"]["value"].size and "dl_png" not in outs[0]
+    assert outs[0]["status"].startswith(f"Rendering: step 2 of {T_render}")
     # Default paste-back "change": the edited face is the photo's own, at its resolution.
-    face_side = outs[0]["edited_crop"].size
-    assert face_side[0] == face_side[1] > out["crop"]["value"].size[0] and "dl_png" not in outs[0]
+    face_side = outs[-1]["edited_crop"].size
+    assert face_side[0] == face_side[1] > out["crop"]["value"].size[0]
     final = outs[-1]
     assert final["edited_crop"].size == face_side
     png = Image.open(final["dl_png"]["value"])

@@ -464,10 +464,10 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
     n_groups = len(GROUPS)
 
     @gpu()
-    def on_render(state, mode, quality, seed, paste, *rest):
+    def on_render(state, mode, quality, seed, paste, *rest, progress=gr.Progress()):  # noqa: B008
         locks = [name for group in rest[:n_groups] for name in (group or [])]
         values = rest[n_groups:]
-        for out in h.on_render(state, mode, quality, seed, locks, values, paste=paste):
+        for out in h.on_render(state, mode, quality, seed, locks, values, progress, paste=paste):
             yield render_map(out)
 
     render_inputs = [
@@ -491,9 +491,22 @@ def _wire(c: dict[str, Any], h: Handlers, bank: SliderBank) -> None:
         inputs=render_inputs,
         outputs=_outputs(c, render_keys),
         trigger_mode="always_last",
-        show_progress="minimal",
-        show_progress_on=[c["edited_crop"]],
+        # The bar (step count and ETA) sits on the status line, so the forming face stays
+        # visible in the image while previews stream in.
+        show_progress="full",
+        show_progress_on=[c["status"]],
         concurrency_id="model",
+        **private,
+    )
+    # A slider starting to move makes the render in flight stale: it stops at its next step
+    # (not queued, so it runs while that render holds the model), and the release renders.
+    gr.on(
+        triggers=[*(c[k].input for k in slot_keys), c["render_btn"].click],
+        fn=h.on_slider_moving,
+        inputs=[c["state"]],
+        outputs=None,
+        queue=False,
+        show_progress="hidden",
         **private,
     )
 

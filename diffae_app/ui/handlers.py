@@ -31,6 +31,7 @@ from diffae_app.editing import MIN_CUSTOM_EXAMPLES
 from diffae_app.imaging import load_image
 from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.pipeline import write_gif, write_strip
+from diffae_app.progress import Cancelled, Eta
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
 from .layout import (
@@ -42,6 +43,7 @@ from .layout import (
 )
 from .models import ModelRegistry, describe
 from .state import UserState
+from .streaming import stream
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,6 @@ _TARGET_CLAMP = (0.001, 0.999)
 _TARGET_TOLERANCE = 0.005
 # The face overview is shown at most this wide/high (boxes are scaled with it).
 _OVERVIEW_SIDE = 1024
-PREVIEW = "preview"
 
 Outputs = dict[str, Any]
 
@@ -71,7 +72,7 @@ def user_errors(action: str) -> Iterator[None]:
     else as a short generic line (with the traceback in the server log only)."""
     try:
         yield
-    except gr.Error:
+    except (gr.Error, Cancelled):  # Cancelled: a newer request replaced this one; not an error
         raise
     except (ValueError, PermissionError, DetectorUnavailable) as error:
         # The project's convention: ValueError subclasses (ImageError, StudioError,
@@ -99,12 +100,16 @@ def _one_line(text: str) -> str:
 
 
 def _progress_callback(progress: Any, *, start: float = 0.0, span: float = 1.0) -> Callable:
-    """Pipeline ``(step, total, message)`` -> a ``gr.Progress`` (or None: no-op)."""
+    """Pipeline ``(step, total, message)`` -> a ``gr.Progress`` (or None: no-op); the bar's
+    text gets the time left, from the pace of the steps so far."""
     if progress is None:
         return lambda step, total, message: None
+    eta = Eta()
 
     def report(step: int, total: int, message: str) -> None:
-        progress(start + span * step / max(1, total), desc=message)
+        left = eta.text(step, total)
+        desc = f"{message} · {left}" if left and step < total else message
+        progress(start + span * step / max(1, total), desc=desc)
 
     return report
 
@@ -509,7 +514,14 @@ class Handlers:
         paste: str = DEFAULT_PASTE,
         *,
         measure: bool = True,
+        steps: Callable[[int, int, str], None] | None = None,
+        preview: Any = None,
+        cancel: Any = None,
     ) -> Any:
+        """One studio render. `progress` is a ``gr.Progress``; `steps` (a raw ``(step, total,
+        message)`` callback) replaces it; `preview`/`cancel` go to `Studio.render`."""
+        if steps is None and progress is not None:
+            steps = _progress_callback(progress)
         with user_errors("rendering the edit"):
             return studio.render(
                 state.session,
@@ -521,7 +533,9 @@ class Handlers:
                 custom_attributes=state.custom,
                 paste=paste or DEFAULT_PASTE,
                 measure=measure,
-                progress=_progress_callback(progress) if progress is not None else None,
+                progress=steps,
+                preview=preview,
+                cancel=cancel,
             )
 
     def write_result(self, state: UserState, result: Any) -> dict[str, str]:
@@ -545,43 +559,59 @@ class Handlers:
         *,
         paste: str = DEFAULT_PASTE,
     ) -> Iterator[Outputs]:
-        """Slider release / number box / Render button: a quick preview, then the final render.
+        """Slider release / number box / Render button: the face forming (the sampler's
+        current estimate every few steps, with step count and ETA), then the final render.
 
-        ``paste`` ("change" or "render") decides the edited face shown, the before/after photo
-        and both downloads.
+        A newer render of this user, or a slider starting to move (:meth:`on_slider_moving`),
+        stops this one at its next step; it then ends without touching the page. ``paste``
+        ("change" or "render") decides the edited face shown, the before/after photo and both
+        downloads.
         """
         state = self._state(state)
         if state.session is None:
             raise gr.Error(
                 "no face yet: upload a photo or pick an example first", print_exception=False
             )
+        stale = state.renders.take()
         studio = self.studio(state)
         strengths, targets, locks, before = self.edit_request(state, mode, locks, values)
         seed_value = None if seed is None or seed < 0 else int(seed)
         moved = [*strengths, *targets]
         preset = _preset(quality)
-        preview_steps = QUALITY_PRESETS[PREVIEW].T_render
-        if preset.T_render > preview_steps:
-            # The preview is not measured (no encoder pass, no target correction): the chart
-            # keeps its last honest state until the final image is measured.
-            quick = self._render(
+        report = _progress_callback(progress)
+        eta = Eta()
+
+        def work(*, preview: Any, progress: Any, cancel: Any) -> Any:
+            return self._render(
                 studio,
                 state,
                 strengths,
                 targets,
                 locks,
-                preview_steps,
+                preset.T_render,
                 seed_value,
                 paste=paste,
-                measure=False,
+                steps=progress,
+                preview=preview,
+                cancel=cancel,
             )
-            yield {
-                "edited_crop": quick.face_crop,
-                "status": f"Preview ({preview_steps} steps); rendering the final image…",
-            }
-        result = self._render(
-            studio, state, strengths, targets, locks, preset.T_render, seed_value, progress, paste
-        )
+
+        result = None
+        try:
+            for kind, value in stream(work, stale=stale):
+                if kind == "progress":
+                    step, total, message = value
+                    report(step, total, f"{message} {step}/{total}")
+                elif kind == "preview":
+                    image, step, total = value
+                    yield {
+                        "edited_crop": image,
+                        "status": f"Rendering: step {step} of {total}, {eta.text(step, total)}…",
+                    }
+                else:
+                    result = value
+        except Cancelled:
+            return  # a newer edit replaced this one; it renders next
         files = self.write_result(state, result)
         yield {
             "edited_crop": result.face_crop,
@@ -597,6 +627,11 @@ class Handlers:
             "dl_crop": gr.update(value=files["crop"], interactive=True),
             "dl_recipe": gr.update(value=files["recipe"], interactive=True),
         }
+
+    def on_slider_moving(self, state: UserState) -> None:
+        """A slider started moving: the render in flight is already out of date, stop it."""
+        if isinstance(state, UserState):
+            state.renders.supersede()
 
     def on_mode(self, mode: str, state: UserState) -> Outputs:
         """Strength <-> target-probability sliders: new ranges and neutral values."""

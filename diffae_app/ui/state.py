@@ -22,6 +22,8 @@ from typing import Any
 
 from diffae_app.encoding_cache import EncodingCache
 
+from .streaming import LatestRender
+
 _counter = itertools.count()
 
 
@@ -56,6 +58,8 @@ class UserState:
             photo, ``crop``, ``recipe``), what the edit view shows before any edit and
             after Reset.
         recon_probabilities: attribute probabilities measured on the reconstruction.
+        renders: this user's render tickets: a newer render (or a slider starting to move)
+            makes the one in flight stop at its next step (``streaming.LatestRender``).
     """
 
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -71,6 +75,7 @@ class UserState:
     cache: EncodingCache = field(default_factory=EncodingCache, repr=False)
     recon_files: dict[str, str] | None = None
     recon_probabilities: dict[str, float] | None = None
+    renders: LatestRender = field(default_factory=LatestRender, repr=False)
 
     def replace(self, **changes: Any) -> UserState:
         return dataclasses.replace(self, **changes)
