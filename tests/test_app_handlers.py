@@ -343,7 +343,7 @@ def test_quality_change_encodes_the_face_the_picker_shows(
     out = handlers.on_quality("balanced", MODES[0], state, face_choice="Face 2")
     assert out["state"].session.face_index == 1
     assert out["face_pick"]["value"] == "Face 2"  # picker and picture agree
-    assert out["state"].session.T_inv == 20
+    assert out["state"].session.T_inv == QUALITY_PRESETS["balanced"].T_inv
 
 
 def test_several_faces_are_offered_and_pickable(handlers: Handlers, files: dict[str, Path]):
