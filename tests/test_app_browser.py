@@ -69,18 +69,18 @@ def page(browser, url: str, request: pytest.FixtureRequest):
 
 def image_size(page, selector: str, *, previous_src: str | None = None) -> tuple[int, int]:
     """Wait until the <img> under ``selector`` has loaded (and changed from ``previous_src``);
-    returns its natural size."""
-    page.wait_for_function(
+    returns its natural size, read in the same check (a streamed render may swap the <img> for
+    the next one between two separate reads)."""
+    handle = page.wait_for_function(
         """([sel, prev]) => {
             const img = document.querySelector(sel + ' img');
-            return img && img.complete && img.naturalWidth > 0 && (!prev || img.src !== prev);
+            const ready = img && img.complete && img.naturalWidth > 0 && (!prev || img.src !== prev);
+            return ready ? [img.naturalWidth, img.naturalHeight] : null;
         }""",
         arg=[selector, previous_src],
         timeout=TIMEOUT_MS,
     )
-    return tuple(
-        page.eval_on_selector(f"{selector} img", "img => [img.naturalWidth, img.naturalHeight]")
-    )
+    return tuple(handle.json_value())
 
 
 def img_src(page, selector: str) -> str | None:
