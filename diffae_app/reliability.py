@@ -54,12 +54,16 @@ class EditReliability:
         return all(m.meets_target for m in (self.add, self.remove) if m is not None)
 
     def summary(self) -> str:
-        """The measured success rates, e.g. 'adds 0%, removes 10%'."""
-        parts = [
-            f"{verb} {100 * m.success:.0f}%"
-            for verb, m in (("adds", self.add), ("removes", self.remove))
-            if m is not None
-        ]
+        """The measured success rates, e.g. 'adds 0%, removes 10%'; where an edit succeeds but
+        changes other attributes too, that share as well: 'adds 90% (others kept 88%)'."""
+        parts = []
+        for verb, m in (("adds", self.add), ("removes", self.remove)):
+            if m is None:
+                continue
+            part = f"{verb} {100 * m.success:.0f}%"
+            if m.others_kept < MIN_OTHERS_KEPT:
+                part += f" (others kept {100 * m.others_kept:.0f}%)"
+            parts.append(part)
         return ", ".join(parts)
 
 
