@@ -30,6 +30,7 @@ import json
 import math
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,6 +67,7 @@ from .imaging import ImageSource, image_to_tensor, load_image, tensor_to_image
 from .paste import DEFAULT_PASTE, check_paste_mode, compose
 from .precision import MIN_BF16_PSNR_DB, PrecisionChoice, fidelity_db, native_bf16
 from .progress import CancelCheck, PreviewCallback, step_callback
+from .reliability import EditReliability, ReliabilityError, read_edit_reliability
 from .session import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -318,6 +320,18 @@ def _load_auto_precision(
     )
 
 
+def _bundle_edit_reliability(source: str) -> dict[str, EditReliability]:
+    """The edit measurements of a bundle folder; none for other sources or a bad file (warned:
+    the model itself is fine, only the claims about it are missing)."""
+    if not source or not Path(source).is_dir():
+        return {}
+    try:
+        return read_edit_reliability(source)
+    except ReliabilityError as exc:
+        warnings.warn(f"edit reliability not shown: {exc}", stacklevel=3)
+        return {}
+
+
 # --------------------------------------------------------------------------- the facade
 
 
@@ -352,6 +366,7 @@ class Studio:
         # Which standalone classifier artefacts (classifiers/) fit this model.
         self.fit_fingerprint = fit_fingerprint(model)
         self.classifier = self._pick_classifier(model.classifiers, classifier)
+        self._edit_reliability = _bundle_edit_reliability(model.source)
         self._detector_spec = detector
         self._detector: LandmarkDetector | None = None if isinstance(detector, str) else detector
         self._detector_lock = threading.Lock()
@@ -455,6 +470,21 @@ class Studio:
     def attribute_names(self) -> tuple[str, ...]:
         """The model's slider names, from its classifier artefacts (empty without one)."""
         return self.classifier.attribute_names if self.classifier is not None else ()
+
+    @property
+    def full_strengths(self) -> Mapping[str, float]:
+        """Per attribute, the strength (official units) that makes a typical face show it, as
+        calibrated by ``evaluate --write``; empty where the classifier stores none."""
+        if self.classifier is None:
+            return {}
+        stored = self.classifier.metrics.get("_full_strength") or {}
+        return {k: float(v) for k, v in stored.items() if k in self.attribute_names and v > 0}
+
+    @property
+    def edit_reliability(self) -> Mapping[str, EditReliability]:
+        """Measured add / remove success per attribute from the bundle's evaluation.json
+        (:mod:`diffae_app.reliability`); empty when the model has no such measurements."""
+        return dict(self._edit_reliability)
 
     @property
     def has_latent_dpm(self) -> bool:

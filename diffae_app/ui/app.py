@@ -30,8 +30,16 @@ from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 from . import saved
 from .components import PhotoInput
 from .examples import real_photo_examples, shipped_examples
-from .handlers import MODES, STRENGTH_RANGE, STRENGTH_STEP, Handlers
-from .layout import CSS, GROUP_TITLES, GROUPS, SEARCH_JS, SliderBank, attribute_label
+from .handlers import MODES, Handlers
+from .layout import (
+    CSS,
+    GROUP_TITLES,
+    GROUPS,
+    SEARCH_JS,
+    SliderBank,
+    attribute_label,
+    slider_look,
+)
 from .models import ModelRegistry, describe
 from .runtime import Settings, gpu
 from .state import UserState, delete_outputs
@@ -101,7 +109,7 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
         with gr.Tabs(selected="edit") as tabs:
             c["tabs"] = tabs
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
-                _edit_tab(c, bank, initial, examples)
+                _edit_tab(c, bank, initial, examples, studio)
             with gr.Tab("Interpolate", id="interpolate", elem_id="tab-interpolate"):
                 _interpolate_tab(c)
             with gr.Tab("Random faces", id="random", elem_id="tab-random"):
@@ -118,7 +126,9 @@ def build_demo(models: ModelRegistry, settings: Settings | None = None) -> gr.Bl
 # --------------------------------------------------------------------------- layout
 
 
-def _edit_tab(c: dict[str, Any], bank: SliderBank, initial: Any, examples: Sequence[str]) -> None:
+def _edit_tab(
+    c: dict[str, Any], bank: SliderBank, initial: Any, examples: Sequence[str], studio: Any
+) -> None:
     """Three columns: the photo and its encoding | the edit and downloads | the sliders."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300):
@@ -126,7 +136,7 @@ def _edit_tab(c: dict[str, Any], bank: SliderBank, initial: Any, examples: Seque
         with gr.Column(scale=4, min_width=300):
             _result_column(c)
         with gr.Column(scale=4, min_width=300):
-            _slider_column(c, bank, initial)
+            _slider_column(c, bank, initial, studio)
 
 
 def _input_column(c: dict[str, Any], examples: Sequence[str]) -> None:
@@ -227,13 +237,17 @@ def _result_column(c: dict[str, Any]) -> None:
     )
 
 
-def _slider_column(c: dict[str, Any], bank: SliderBank, initial: Any) -> None:
+def _slider_column(c: dict[str, Any], bank: SliderBank, initial: Any, studio: Any) -> None:
     c["mode"] = gr.Radio(
         list(MODES),
         value=MODES[0],
         label="Sliders set",
         elem_id="slider-mode",
-        info="strength: how far to move (-2…2); target probability: where to go (0…1)",
+        info=(
+            "strength: how far to move (each slider spans about 1.5x the strength that "
+            "makes its attribute show; -2…2 where none is calibrated); target probability: "
+            "where to go (0…1)"
+        ),
     )
     with gr.Row():
         c["render_btn"] = gr.Button("Render", variant="primary", elem_id="render-btn")
@@ -258,14 +272,21 @@ def _slider_column(c: dict[str, Any], bank: SliderBank, initial: Any) -> None:
             c[f"group:{group}"] = accordion
             for i in indices:
                 name = slot_map[i]
+                # The default model's looks at build time; slider_updates redoes them per model.
+                look = slider_look(
+                    name or "(unused)",
+                    studio.full_strengths.get(name),
+                    studio.edit_reliability.get(name),
+                )
                 c[f"slot{i}"] = gr.Slider(
-                    STRENGTH_RANGE[0],
-                    STRENGTH_RANGE[1],
+                    look.minimum,
+                    look.maximum,
                     value=0.0,
-                    step=STRENGTH_STEP,
-                    label=attribute_label(name) if name else "(unused)",
+                    step=look.step,
+                    label=look.label,
                     visible=name is not None,
                     elem_id=bank.slots[i].elem_id,
+                    elem_classes=list(look.classes),
                     min_width=200,
                 )
             names = [slot_map[i] for i in indices if slot_map[i] is not None]

@@ -35,10 +35,13 @@ from diffae_app.progress import Cancelled, Eta
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
 
 from .layout import (
+    DEFAULT_STRENGTH_RANGE,
+    DEFAULT_STRENGTH_STEP,
     GROUPS,
     SliderBank,
     attribute_label,
     probability_chart_html,
+    slider_look,
     values_by_name,
 )
 from .models import ModelRegistry, describe
@@ -48,10 +51,10 @@ from .streaming import stream
 logger = logging.getLogger(__name__)
 
 MODES = ("strength", "target probability")
-# Official units: 0.3 is a typical FFHQ edit; the bundled model's calibrated "full" strengths
-# (its model card) reach 1.6, so the range goes to 2.
-STRENGTH_RANGE = (-2.0, 2.0)
-STRENGTH_STEP = 0.05
+# Official units: 0.3 is a typical FFHQ edit. Attributes with a calibrated "full" strength
+# (``evaluate --write``) get a range of their own (layout.strength_range); this is the rest's.
+STRENGTH_RANGE = DEFAULT_STRENGTH_RANGE
+STRENGTH_STEP = DEFAULT_STRENGTH_STEP
 TARGET_STEP = 0.01
 # Targets are solved in logit space: keep them off 0 and 1.
 _TARGET_CLAMP = (0.001, 0.999)
@@ -179,18 +182,25 @@ class Handlers:
         """Every slot: shown or hidden, its label, range and neutral value for ``mode``."""
         out: Outputs = {}
         target = mode == MODES[1]
+        studio = self.studio(state)
+        # Custom attributes are the session's own: no calibration, no measurements.
+        custom = set(state.custom_names)
+        full = {k: v for k, v in studio.full_strengths.items() if k not in custom}
+        measured = {k: v for k, v in studio.edit_reliability.items() if k not in custom}
         for i, (slot, name) in enumerate(zip(self.bank.slots, state.slots, strict=True)):
             if name is None:
                 out[f"slot{i}"] = gr.update(visible=False, value=0.0)
                 continue
+            look = slider_look(name, full.get(name), measured.get(name))
             out[f"slot{i}"] = gr.update(
                 visible=True,
-                label=attribute_label(name),
-                minimum=0.0 if target else STRENGTH_RANGE[0],
-                maximum=1.0 if target else STRENGTH_RANGE[1],
-                step=TARGET_STEP if target else STRENGTH_STEP,
+                label=look.label,
+                minimum=0.0 if target else look.minimum,
+                maximum=1.0 if target else look.maximum,
+                step=TARGET_STEP if target else look.step,
                 value=self._slot_default(name, mode, before),
                 info=None if slot.name else name,
+                elem_classes=list(look.classes),
             )
         visible = self.bank.visible_groups(state.slots)
         for group in GROUPS:

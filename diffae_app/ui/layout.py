@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 GROUPS: tuple[str, ...] = ("expression", "hair", "face", "accessories", "other", "custom")
 GROUP_TITLES: Mapping[str, str] = {
@@ -63,6 +65,87 @@ def attribute_label(name: str) -> str:
 def slot_id(name: str) -> str:
     """A CSS-safe elem_id for the slider of a named attribute ('5_o_Clock_Shadow' -> ...)."""
     return "attr-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
+
+
+#: Strength sliders of attributes without a calibrated full strength (official CelebA-HQ
+#: classifier, custom attributes) span this.
+DEFAULT_STRENGTH_RANGE = (-2.0, 2.0)
+DEFAULT_STRENGTH_STEP = 0.05
+#: A calibrated slider reaches this multiple of the attribute's full strength either way: full
+#: strength is where a typical face shows the attribute, a bit more helps faces far from it.
+FULL_STRENGTH_REACH = 1.5
+#: ... but never less than this (a tiny calibrated strength would make a useless sliver).
+MIN_STRENGTH_REACH = 0.1
+#: About this many steps from the neutral value to either end.
+STEPS_PER_SIDE = 50
+_NICE_REACH = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def _nice_at_least(value: float) -> float:
+    """The smallest 'round' number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k) >= value."""
+    scale = 10.0 ** math.floor(math.log10(value))
+    return round(next(m for m in _NICE_REACH if m * scale >= value * (1 - 1e-9)) * scale, 10)
+
+
+def _nice_at_most(value: float) -> float:
+    """The largest 1, 2, 5 x 10^k <= value."""
+    scale = 10.0 ** math.floor(math.log10(value))
+    return round(max(m for m in (1.0, 2.0, 5.0) if m * scale <= value * (1 + 1e-9)) * scale, 10)
+
+
+def strength_range(full_strength: float | None) -> tuple[float, float, float]:
+    """(minimum, maximum, step) of a strength slider for an attribute's calibrated full strength.
+
+    Symmetric, reaching :data:`FULL_STRENGTH_REACH` x full strength rounded up to a round number
+    (at least :data:`MIN_STRENGTH_REACH`), with about :data:`STEPS_PER_SIDE` steps a side; the
+    default -2..2 when nothing is calibrated.
+    """
+    if full_strength is None or not math.isfinite(full_strength) or full_strength <= 0:
+        return (*DEFAULT_STRENGTH_RANGE, DEFAULT_STRENGTH_STEP)
+    reach = _nice_at_least(max(FULL_STRENGTH_REACH * full_strength, MIN_STRENGTH_REACH))
+    return -reach, reach, _nice_at_most(reach / STEPS_PER_SIDE)
+
+
+def unreliable_label(name: str, measured: str) -> str:
+    """The label of a slider whose direction misses the edit target on the loaded model."""
+    return f"{attribute_label(name)} — unreliable on this model: {measured} (evaluate)"
+
+
+#: CSS class of the slider of an attribute that misses the edit target (greyed out).
+UNRELIABLE_CLASS = "attr-unreliable"
+
+
+class _Measured(Protocol):
+    """What :func:`slider_look` needs of a :class:`~diffae_app.reliability.EditReliability`."""
+
+    @property
+    def reliable(self) -> bool: ...
+
+    def summary(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SliderLook:
+    """Label, strength range and CSS classes of one attribute's slider."""
+
+    label: str
+    minimum: float
+    maximum: float
+    step: float
+    classes: tuple[str, ...] = ()
+
+
+def slider_look(
+    name: str, full_strength: float | None = None, measured: _Measured | None = None
+) -> SliderLook:
+    """How the slider of ``name`` looks: its range from the calibrated full strength, and greyed
+    with the measured success rates in its label when its direction misses the edit target."""
+    lo, hi, step = strength_range(full_strength)
+    if measured is not None and not measured.reliable:
+        return SliderLook(
+            unreliable_label(name, measured.summary()), lo, hi, step, (UNRELIABLE_CLASS,)
+        )
+    return SliderLook(attribute_label(name), lo, hi, step)
 
 
 @dataclass(frozen=True)
@@ -242,6 +325,9 @@ CSS = """
 .prob-key { display: inline-block; position: static; width: 1.2em; height: 0.7em;
             margin: 0 0.3em 0 0.8em; }
 .prob-key.prob-before, .prob-key.prob-after { position: static; }
+/* An attribute whose edit misses the target on this model: still usable, visibly doubtful. */
+.attr-unreliable { opacity: 0.55; }
+.attr-unreliable label span { font-style: italic; }
 #studio-header .demo-note { color: var(--body-text-color-subdued); }
 #aligned-crop img, #reconstruction img, #edited-crop img, #interp-gif img {
   width: 100%; height: 100%; object-fit: contain; }
