@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 from diffae_app.align import DETECTOR_LABELS, DetectorUnavailable
 from diffae_app.editing import MIN_CUSTOM_EXAMPLES
 from diffae_app.imaging import load_image
+from diffae_app.metrics import pooled_psnr_db
 from diffae_app.paste import DEFAULT_PASTE
 from diffae_app.pipeline import write_gif, write_strip
 from diffae_app.progress import Cancelled, Eta
@@ -128,11 +129,8 @@ def _preset(quality: str | None) -> Any:
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
-    """PSNR in dB between two same-size RGB images (inf when identical)."""
-    x = np.asarray(a.convert("RGB"), dtype=np.float64)
-    y = np.asarray(b.convert("RGB").resize(a.size), dtype=np.float64)
-    mse = float(np.mean((x - y) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    """PSNR in dB between two RGB images, b resized to a's size (inf when identical)."""
+    return pooled_psnr_db(a.convert("RGB"), b.convert("RGB").resize(a.size), peak=255.0)
 
 
 def load_photo(source: Any) -> Image.Image:
