@@ -169,6 +169,29 @@ def test_resuming_with_another_architecture_is_one_line(
     assert "does not fit this model" in _one_error_line(capsys.readouterr().err)
 
 
+def test_a_run_recorded_by_an_older_version_resumes(
+    faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An upgrade must not strand an interrupted run: fields the older options.json lacks take
+    their (behaviour-preserving) defaults, and sampler settings, which training never reads,
+    may differ. Seen for real: a run started before the official-fields work refused to resume.
+    """
+    run = tmp_path / "run"
+    assert _train(faces, run) == 0
+    options_file = run / "options.json"
+    options = json.loads(options_file.read_text())
+    model = options["stage_options"]["model"]
+    for later_field in ("conv_resample", "new_attention_order", "num_head_channels"):
+        del model["autoencoder"][later_field]
+    model["sampler"]["solver"] = "dpmpp_2m"
+    model["default_render_steps"] = 7
+    options_file.write_text(json.dumps(options))
+    capsys.readouterr()
+
+    assert _train(faces, run, "--resume", "latest", steps=4) == 0
+    assert "cannot resume" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_resuming_a_latent_run_with_another_mlp_is_one_line(
     faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..config import ModelConfig
 from .state import TrainingStateError, list_checkpoints
 
 #: What a run writes into its folder; ``--overwrite`` deletes these and nothing else.
@@ -71,6 +72,27 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return []
 
 
+# Model-config fields that only choose how a trained model samples: changing them between
+# a run's sessions changes nothing that was trained, so a resume may carry the new values.
+_INFERENCE_ONLY_FIELDS = ("sampler.", "default_render_steps:", "default_latent_steps:")
+
+
+def _with_defaults(recorded_model: Any) -> Any:
+    """The recorded model config with the fields an older version did not record filled in.
+
+    A field added to ``ModelConfig`` later carries the default that reproduces the older
+    behaviour, so a run started before it existed resumes as the same model (issue 20: an
+    upgrade must not strand an interrupted run). A record that does not parse is compared raw.
+    """
+    if not isinstance(recorded_model, dict):
+        return recorded_model
+    try:
+        filled = ModelConfig.from_dict(recorded_model).to_dict()
+    except (TypeError, ValueError, KeyError):
+        return recorded_model
+    return json.loads(json.dumps(filled, default=str))
+
+
 def check_run_dir(
     run_dir: Path, *, stage: str, model: dict[str, Any], resume: str | None, overwrite: bool
 ) -> None:
@@ -105,7 +127,12 @@ def check_run_dir(
         )
     # Through JSON, as options.json was written: tuples become lists, numbers stay numbers.
     model = json.loads(json.dumps(model, default=str))
-    changed = _differences(recorded.get("stage_options", {}).get("model"), model)
+    recorded_model = _with_defaults(recorded.get("stage_options", {}).get("model"))
+    changed = [
+        line
+        for line in _differences(recorded_model, model)
+        if not line.startswith(_INFERENCE_ONLY_FIELDS)
+    ]
     if changed:
         shown = "; ".join(changed[:4]) + (f"; {len(changed) - 4} more" if len(changed) > 4 else "")
         raise TrainingStateError(
