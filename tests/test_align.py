@@ -22,7 +22,6 @@ from matplotlib import cbook
 from PIL import Image, ImageDraw
 from skimage import data as skimage_data
 
-from diffae_app import align
 from diffae_app.align import (
     FAN_WEIGHT_FILES,
     AlignedFace,
@@ -35,6 +34,7 @@ from diffae_app.align import (
     NoFaceFound,
     align_face,
     detect_faces,
+    fan_weights,
     fan_weights_dir,
     ffhq_eye_template,
     ffhq_mouth_template,
@@ -590,7 +590,7 @@ def test_download_is_opt_in_and_its_failure_is_one_line(
     monkeypatch.setattr(torch.hub, "download_url_to_file", online)
     # These stand-in bytes cannot match the published hashes (test_detector_weights.py tests
     # the check itself); here only the download flow is under test.
-    monkeypatch.setattr(align, "check_fan_weights", lambda path: None)
+    monkeypatch.setattr(fan_weights, "check_fan_weights", lambda path: None)
     requested.clear()
     fan = make_detector("face_alignment", allow_download=True)
     assert fan.name == "face_alignment"
@@ -639,7 +639,7 @@ def test_fan_backend_loads_weights_from_torch_home(
     _write_fake_fan_weights(tmp_path / "hub" / "checkpoints")
     # Random weights cannot match the published sha256 (the check has its own tests in
     # test_detector_weights.py); here the loading path is under test.
-    monkeypatch.setattr(align, "check_fan_weights", lambda path: None)
+    monkeypatch.setattr(fan_weights, "check_fan_weights", lambda path: None)
     detector = make_detector("auto")
     assert detector.name == "face_alignment"
     assert str(tmp_path / "hub" / "checkpoints") in detector.reason

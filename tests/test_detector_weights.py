@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from diffae_app import align
-from diffae_app.align import DetectorUnavailable, FanDetector, make_detector
+from diffae_app.align import DetectorUnavailable, FanDetector, fan_weights, make_detector
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("face_alignment") is None, reason="face-alignment not installed"
@@ -32,7 +32,7 @@ def _named_after_hash(folder: Path, stem: str, suffix: str, content: bytes) -> s
 def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "hub" / "checkpoints"
     folder.mkdir(parents=True)
-    monkeypatch.setattr(align, "fan_weights_dir", lambda: folder)
+    monkeypatch.setattr(fan_weights, "fan_weights_dir", lambda: folder)
     return folder
 
 
@@ -62,7 +62,7 @@ def test_auto_uses_face_alignment_when_good_weights_are_cached(
         _named_after_hash(weights_dir, "s3fd", ".pth", b"detector weights"),
         _named_after_hash(weights_dir, "2DFAN4", ".pth.tar", b"landmark weights"),
     )
-    monkeypatch.setattr(align, "FAN_WEIGHT_FILES", names)
+    monkeypatch.setattr(fan_weights, "FAN_WEIGHT_FILES", names)
     detector = make_detector("auto")
     assert isinstance(detector, FanDetector) and detector.name == "face_alignment"
 
@@ -79,7 +79,7 @@ def test_download_with_the_wrong_hash_is_refused(
     server.mkdir()
     for name in align.FAN_WEIGHT_FILES:
         (server / name).write_bytes(b"a tampered mirror")
-    monkeypatch.setattr(align, "FAN_WEIGHTS_URL", server.as_uri() + "/")
+    monkeypatch.setattr(fan_weights, "FAN_WEIGHTS_URL", server.as_uri() + "/")
     with pytest.raises(DetectorUnavailable) as caught:
         FanDetector(allow_download=True)
     message = str(caught.value)
@@ -96,8 +96,8 @@ def test_download_with_the_right_hash_is_kept(
         _named_after_hash(server, "s3fd", ".pth", b"detector weights"),
         _named_after_hash(server, "2DFAN4", ".pth.tar", b"landmark weights"),
     )
-    monkeypatch.setattr(align, "FAN_WEIGHT_FILES", names)
-    monkeypatch.setattr(align, "FAN_WEIGHTS_URL", server.as_uri() + "/")
+    monkeypatch.setattr(fan_weights, "FAN_WEIGHT_FILES", names)
+    monkeypatch.setattr(fan_weights, "FAN_WEIGHTS_URL", server.as_uri() + "/")
     detector = FanDetector(allow_download=True)
     assert sorted(p.name for p in weights_dir.iterdir()) == sorted(names)
     assert detector.weights_dir == weights_dir
