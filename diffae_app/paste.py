@@ -23,14 +23,13 @@ Everything here is pure image maths on the CPU: no model, no device choice.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from .align import AlignedFace, align_face, paste_back, paste_mask
+from .align.geometry import paste_sample_side, photo_to_crop_grid, quad_side
 
 __all__ = [
     "DEFAULT_PASTE",
@@ -51,9 +50,6 @@ DEFAULT_PASTE = "change"
 #: own size in the photo, capped here (FFHQ's largest crops are 1024 px).
 MAX_DETAIL_CROP = 1024
 
-# A change map much larger than the face's footprint in the photo is first reduced with an
-# antialiasing filter, so that bicubic sampling does not alias (align.paste_back does the same).
-_MAX_ZOOM = 2.0
 # Rows warped at a time: bounds the sampling grid's memory for very large faces.
 _ROWS_PER_BLOCK = 512
 
@@ -133,24 +129,23 @@ def paste_change(
     if box is None:
         return result
 
-    side = float(np.linalg.norm(aligned.quad[3] - aligned.quad[0]))
-    if change.shape[-1] > _MAX_ZOOM * side:
-        reduced = max(8, math.ceil(_MAX_ZOOM * side))
+    # A change map much sharper than the face's footprint in the photo is first reduced with
+    # an antialiasing filter, so that bicubic sampling does not alias (as paste_back does).
+    reduced = paste_sample_side(change.shape[-1], quad_side(aligned.quad))
+    if reduced is not None:
         change = _resize_change(change, (reduced, reduced))
 
     # Photo pixel centres -> crop pixel centres (the alignment's forward map) -> grid_sample's
     # [-1, 1] coordinates of the change map (align_corners=False: -1 and 1 are its outer edges,
     # whatever its size, so a change map at another resolution than the crop samples the same).
-    forward = aligned.forward
     size = float(aligned.output_size)
     left, top, right, bottom = box
     xs = np.arange(left, right, dtype=np.float64)
     weights = np.asarray(mask.crop(box), dtype=np.float32) / np.float32(255.0)
     for first in range(top, bottom, _ROWS_PER_BLOCK):
         last = min(first + _ROWS_PER_BLOCK, bottom)
-        grid_x, grid_y = np.meshgrid(xs, np.arange(first, last, dtype=np.float64))
-        crop_x = forward[0, 0] * grid_x + forward[0, 1] * grid_y + forward[0, 2]
-        crop_y = forward[1, 0] * grid_x + forward[1, 1] * grid_y + forward[1, 2]
+        ys = np.arange(first, last, dtype=np.float64)
+        crop_x, crop_y = photo_to_crop_grid(aligned.forward, xs, ys)
         grid = np.stack([(crop_x + 0.5) / size * 2 - 1, (crop_y + 0.5) / size * 2 - 1], axis=-1)
         warped = F.grid_sample(
             change,
@@ -172,8 +167,7 @@ def detail_crop(photo: Image.Image, aligned: AlignedFace) -> Image.Image:
     most :data:`MAX_DETAIL_CROP`: an edited photo's crop keeps the photo's detail, which a
     model-sized crop would throw away.
     """
-    side = float(np.linalg.norm(aligned.quad[3] - aligned.quad[0]))
-    size = min(max(round(side), aligned.output_size), MAX_DETAIL_CROP)
+    size = min(max(round(quad_side(aligned.quad)), aligned.output_size), MAX_DETAIL_CROP)
     # The crop is at most 1:1 with the photo, so 2x supersampling (up to 1024 px) is within
     # ~54 dB of align_face's default 4x and 3-10x faster: this runs on every render.
     working = max(size, min(2 * size, 1024))
