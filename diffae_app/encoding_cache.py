@@ -1,6 +1,6 @@
 """One user's cache of encoded faces and face detections.
 
-The shared :class:`~diffae_app.pipeline.Studio` holds weights only. Whoever serves one user (a
+The shared :class:`~diffae_app.studio.Studio` holds weights only. Whoever serves one user (a
 browser session's ``gr.State``, a CLI run, a script) may keep an :class:`EncodingCache` and
 pass it to ``Studio.encode_photo``/``encode_aligned``/``detect_faces``: re-uploads and face
 picks of the same photo then skip the encoder and the inversion. Nothing in it is ever seen by

@@ -112,7 +112,7 @@ def is_bundled(spec: str) -> bool:
     if spec in BUNDLED_SPECS:
         return True
     try:
-        from diffae_app.pipeline import DEFAULT_MODEL_DIR
+        from diffae_app.studio import DEFAULT_MODEL_DIR
 
         return Path(spec).resolve() == DEFAULT_MODEL_DIR.resolve()
     except (OSError, ValueError):
