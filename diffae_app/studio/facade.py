@@ -25,7 +25,6 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
@@ -437,10 +436,21 @@ class Studio:
             self, n, seed=seed, T_render=T_render, T_latent=T_latent, push=push, progress=progress
         )
 
-    def sample(self, n: int, *, seed: int, **options: Any) -> list[Image.Image]:
-        """The images of :meth:`sample_sessions` (same arguments: ``T_render``, ``T_latent``,
-        ``push``, ``progress``)."""
-        return [s.crop for s in self.sample_sessions(n, seed=seed, **options)]
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int,
+        T_render: int | None = None,
+        T_latent: int | None = None,
+        push: Mapping[str, float] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[Image.Image]:
+        """The images of :meth:`sample_sessions` (same arguments)."""
+        faces = self.sample_sessions(
+            n, seed=seed, T_render=T_render, T_latent=T_latent, push=push, progress=progress
+        )
+        return [s.crop for s in faces]
 
     # ------------------------------------------------------------------ custom attributes
 
