@@ -25,7 +25,7 @@ import_spaces_if_zero_gpu()
 
 import gradio as gr  # noqa: E402
 
-from diffae_app.pipeline import Studio  # noqa: E402
+from diffae_app.studio import Studio  # noqa: E402
 from diffae_app.ui.app import CSS_AND_THEME, build_demo  # noqa: E402
 from diffae_app.ui.examples import EXAMPLES_DIR  # noqa: E402
 from diffae_app.ui.models import ModelRegistry, load_startup_model, studio_loader  # noqa: E402

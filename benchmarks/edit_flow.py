@@ -10,7 +10,7 @@ float32 and for the precision the app picks at start-up ("auto"); those are the 
 README quotes. Without it:
 
 With a bundle (default: the bundled SynthFaces-64 model) the flow goes through
-`diffae_app.pipeline.Studio`, exactly as the app calls it:
+`diffae_app.studio.Studio`, exactly as the app calls it:
 
 - upload -> first edit: `encode_photo` (detect, align, encode, invert with T_inv) then
   `render(session, {attribute: 0.3}, T_render)`, encoded afresh on each try (the studio keeps no encoding cache);
@@ -75,7 +75,7 @@ def _fmt(value: float) -> str:
 
 
 def studio_flow(args: argparse.Namespace, precision: str) -> tuple[list[list], list[list]]:
-    from diffae_app.pipeline import Studio
+    from diffae_app.studio import Studio
 
     start = time.perf_counter()
     if args.config:
@@ -159,7 +159,7 @@ def app_flow(args: argparse.Namespace, precision: str) -> list[list]:
     """
     from diffae_app.classifier import CELEBA_ATTRIBUTES
     from diffae_app.data.synthfaces import ATTRIBUTES
-    from diffae_app.pipeline import Studio
+    from diffae_app.studio import Studio
     from diffae_app.ui.handlers import MODES, Handlers
     from diffae_app.ui.layout import SliderBank
     from diffae_app.ui.models import ModelRegistry

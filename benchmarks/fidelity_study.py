@@ -142,7 +142,7 @@ def portrait_images(model_path: str, size: int) -> torch.Tensor:
     from skimage import data
 
     from diffae_app.imaging import image_to_tensor
-    from diffae_app.pipeline import Studio
+    from diffae_app.studio import Studio
 
     studio = Studio.load(model_path)
     with cbook.get_sample_data("grace_hopper.jpg") as f:

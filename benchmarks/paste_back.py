@@ -50,7 +50,7 @@ from diffae_app.imaging import load_image
 from diffae_app.judge import images_to_tensor, load_judge
 from diffae_app.metrics import pooled_psnr_db
 from diffae_app.paste import PASTE_MODES
-from diffae_app.pipeline import Studio
+from diffae_app.studio import Studio
 
 # Drawn faces of seeds from here on: held out from training, and after the evaluation's faces.
 FIRST_SEED = HELDOUT_SEED_START + 5000

@@ -24,8 +24,8 @@ from PIL import Image
 
 from diffae_app.data.synthfaces import HELDOUT_SEED_START, generate
 from diffae_app.editing import TARGET_LANDING
-from diffae_app.pipeline import Studio
 from diffae_app.session import QUALITY_PRESETS
+from diffae_app.studio import Studio
 
 
 def main() -> None:

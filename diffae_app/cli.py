@@ -14,7 +14,7 @@
 
 Exit codes: 0 done; 2 bad input or arguments (one line ``error: ...`` on stderr); 1 an output
 could not be written; 130 interrupted. Progress bars go to stderr (``--quiet`` hides them).
-The same calls as the UI: everything goes through :class:`~diffae_app.pipeline.Studio`.
+The same calls as the UI: everything goes through :class:`~diffae_app.studio.Studio`.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def _steps(args: argparse.Namespace) -> tuple[int, int]:
 def _studio(args: argparse.Namespace):
     import torch
 
-    from .pipeline import Studio
+    from .studio import Studio
 
     if args.threads is not None:
         if args.threads < 1:
@@ -386,9 +386,9 @@ def _print_result(result, locks: Sequence[str], targets: Mapping[str, float] = (
 def _cmd_align(args: argparse.Namespace, bars: _Bars) -> None:
     _image_name(args.out)
     from .align import align_face, detect_faces, make_detector
+    from .errors import FaceIndexError
     from .imaging import load_image
-    from .pipeline import usable_faces
-    from .session import FaceIndexError
+    from .studio import usable_faces
 
     photo = load_image(args.photo)
     if args.size is not None:  # no model needed
@@ -481,7 +481,7 @@ def _cmd_attributes(args: argparse.Namespace, bars: _Bars) -> None:
 
 
 def _cmd_interpolate(args: argparse.Namespace, bars: _Bars) -> None:
-    from .pipeline import write_gif, write_strip
+    from .studio import write_gif, write_strip
 
     out = Path(args.out)
     if out.suffix.lower() not in (".gif", ".png", ".jpg", ".jpeg", ".webp"):
@@ -502,7 +502,7 @@ def _cmd_interpolate(args: argparse.Namespace, bars: _Bars) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace, bars: _Bars) -> None:
-    from .pipeline import grid
+    from .studio import grid
 
     studio = _studio(args)
     _, T_render = _steps(args)
@@ -530,7 +530,8 @@ def _cmd_sample(args: argparse.Namespace, bars: _Bars) -> None:
 
 
 def _cmd_recipe(args: argparse.Namespace, bars: _Bars) -> None:
-    from .session import Recipe, RecipeError
+    from .errors import RecipeError
+    from .session import Recipe
 
     path = Path(args.recipe)
     if not path.is_file():

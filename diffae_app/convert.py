@@ -364,7 +364,7 @@ def place_classifier(bundle: str | os.PathLike, folder: str | os.PathLike | None
         CheckpointError: the bundle has no converted classifier.
     """
     from .classifier import artefact_name, classifiers_dir
-    from .pipeline import fit_fingerprint
+    from .studio import fit_fingerprint
 
     source = Path(bundle) / "classifiers" / f"{CLASSIFIER_NAME}.safetensors"
     if not source.is_file():

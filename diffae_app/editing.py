@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 
 from .classifier import AttributeClassifier, ClassifierError
-from .session import EditError
+from .errors import EditError
 
 __all__ = [
     "MIN_CUSTOM_EXAMPLES",

@@ -1,6 +1,6 @@
 """One user's cache of encoded faces and face detections.
 
-The shared :class:`~diffae_app.pipeline.Studio` holds weights only. Whoever serves one user (a
+The shared :class:`~diffae_app.studio.Studio` holds weights only. Whoever serves one user (a
 browser session's ``gr.State``, a CLI run, a script) may keep an :class:`EncodingCache` and
 pass it to ``Studio.encode_photo``/``encode_aligned``/``detect_faces``: re-uploads and face
 picks of the same photo then skip the encoder and the inversion. Nothing in it is ever seen by
@@ -10,12 +10,11 @@ dropping the cache (or the object holding it) releases every photo it held.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFAULT_CACHE_BYTES", "EncodingCache", "LRU", "session_bytes"]
+from .lru import LRU
+
+__all__ = ["DEFAULT_CACHE_BYTES", "EncodingCache", "session_bytes"]
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 """Per user: the cached faces' photos and codes together stay under this many bytes."""
@@ -25,56 +24,6 @@ def session_bytes(session: Any) -> int:
     """Memory a cached encoded session holds: its photo and crop (RGB) and its codes."""
     pixels = session.photo.width * session.photo.height + session.crop.width * session.crop.height
     return 3 * pixels + 4 * (session.z_sem.numel() + session.x_T.numel())
-
-
-class LRU:
-    """A small thread-safe LRU map (Gradio runs handlers in worker threads).
-
-    Bounded by a number of entries and, when ``weigh`` is given, by their total weight (e.g.
-    bytes): the newest entry is always kept, older ones go first.
-    """
-
-    def __init__(
-        self, size: int, *, max_weight: int | None = None, weigh: Callable[[Any], int] | None = None
-    ) -> None:
-        self.size = size
-        self.max_weight = max_weight
-        self._weigh = weigh
-        self._weights: dict[Any, int] = {}
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            if self._weigh is not None:
-                self._weights[key] = self._weigh(value)
-            while len(self._items) > self.size or (
-                self.max_weight is not None
-                and len(self._items) > 1
-                and sum(self._weights.values()) > self.max_weight
-            ):
-                old, _ = self._items.popitem(last=False)
-                self._weights.pop(old, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._weights.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
 
 
 class EncodingCache:

@@ -96,3 +96,29 @@ class Eta:
         if left < 60:
             return f"about {left:.0f} s left"
         return f"about {int(left // 60)} min {left % 60:.0f} s left"
+
+
+class PhaseProgress:
+    """Turns per-phase step counts (detect, encode, invert, render...) into one
+    ``progress(step, total, message)`` stream with a fixed ``total``
+    (``session.ProgressCallback``); ``callback`` None makes every call a no-op."""
+
+    def __init__(self, callback: Callable[[int, int, str], None] | None, total: int) -> None:
+        self.callback = callback
+        self.total = max(1, total)
+        self.done = 0
+
+    def advance(self, message: str, count: int = 1) -> None:
+        self.done = min(self.total, self.done + count)
+        if self.callback is not None:
+            self.callback(self.done, self.total, message)
+
+    def ddim(self, message: str) -> Callable[[dict[str, Any]], None] | None:
+        """A sampler callback advancing one step per sampler step (None without a callback)."""
+        if self.callback is None:
+            return None
+        return lambda info: self.advance(message)
+
+    def finish(self, message: str) -> None:
+        if self.done < self.total:
+            self.advance(message, self.total - self.done)

@@ -1,9 +1,8 @@
-"""Plain data the studio hands out and takes back: sessions, recipes, results, errors.
+"""Plain data the studio hands out and takes back: sessions, recipes, results.
 
 Nothing here holds a model or touches a device: a :class:`Session` is what a UI keeps per user
-(e.g. in ``gr.State``), a :class:`Recipe` is what a user saves to replay an edit, and every
-user-facing problem is a :class:`StudioError` (a ``ValueError``) whose message is one line
-meant to be shown as it is.
+(e.g. in ``gr.State``) and a :class:`Recipe` is what a user saves to replay an edit. The
+errors the studio raises live in :mod:`diffae_app.errors`.
 """
 
 from __future__ import annotations
@@ -21,24 +20,18 @@ from PIL import Image
 
 from .align import AlignedFace
 from .classifier import AttributeClassifier, ClassifierError
+from .errors import RecipeError
 from .paste import DEFAULT_PASTE, PASTE_MODES
 
 __all__ = [
     "DEFAULT_QUALITY",
     "QUALITY_PRESETS",
     "RECIPE_FORMAT",
-    "EditError",
     "EditResult",
-    "EncodingError",
-    "FaceIndexError",
-    "NoAttributeClassifier",
-    "NoLatentDPM",
     "ProgressCallback",
     "QualityPreset",
     "Recipe",
-    "RecipeError",
     "Session",
-    "StudioError",
     "custom_attribute_from_dict",
     "custom_attribute_to_dict",
 ]
@@ -47,37 +40,6 @@ __all__ = [
 #: ``total`` (0 < step <= total; ``total`` is fixed for one call), ``message`` says what runs
 #: now (e.g. "inverting (DDIM)"). Called from the worker thread; keep it cheap.
 ProgressCallback = Callable[[int, int, str], None]
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class StudioError(ValueError):
-    """A request the studio cannot carry out; the message is one line for the end user."""
-
-
-class FaceIndexError(StudioError):
-    """The requested face does not exist in the photo."""
-
-
-class EditError(StudioError):
-    """Strengths, locks, targets or custom-attribute examples that cannot be used."""
-
-
-class RecipeError(StudioError):
-    """A recipe that is malformed or was made with another model."""
-
-
-class EncodingError(StudioError):
-    """An exported encoding that is unreadable or belongs to another model."""
-
-
-class NoLatentDPM(StudioError):
-    """Random faces were requested from a model without a latent DPM."""
-
-
-class NoAttributeClassifier(StudioError):
-    """Attributes were requested from a model without an attribute classifier."""
 
 
 # --------------------------------------------------------------------------- quality presets

@@ -15,9 +15,9 @@ from PIL import Image
 
 from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
-from diffae_app.pipeline import Studio
 from diffae_app.progress import preview_calls
 from diffae_app.session import QUALITY_PRESETS
+from diffae_app.studio import Studio
 from diffae_app.ui.handlers import MODES, Handlers, psnr
 from diffae_app.ui.layout import (
     SliderBank,

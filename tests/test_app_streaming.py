@@ -8,8 +8,8 @@ from copy import deepcopy
 import pytest
 
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
-from diffae_app.pipeline import Studio
 from diffae_app.progress import Cancelled
+from diffae_app.studio import Studio
 from diffae_app.ui.handlers import MODES, Handlers
 from diffae_app.ui.layout import SliderBank
 from diffae_app.ui.models import ModelRegistry

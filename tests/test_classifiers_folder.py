@@ -19,7 +19,7 @@ from diffae_app.classifier import (
 from diffae_app.cli import main as cli_main
 from diffae_app.data.synthfaces import ATTRIBUTES
 from diffae_app.diffae import DiffAE
-from diffae_app.pipeline import Studio, fit_fingerprint
+from diffae_app.studio import Studio, fit_fingerprint
 from diffae_app.ui import saved
 from diffae_app.ui.handlers import MODES, Handlers
 from diffae_app.ui.layout import SliderBank

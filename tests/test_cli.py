@@ -22,9 +22,10 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data as skimage_data
 
-from diffae_app import align, cli, pipeline
+from diffae_app import align, cli
 from diffae_app.align import DlibDetector
 from diffae_app.data.synthfaces import ATTRIBUTES, generate_batch
+from diffae_app.studio import facade
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -45,7 +46,7 @@ def detector() -> DlibDetector:
 
 @pytest.fixture(autouse=True)
 def _shared_detector(monkeypatch: pytest.MonkeyPatch, detector: DlibDetector) -> None:
-    monkeypatch.setattr(pipeline, "make_detector", lambda *a, **k: detector)
+    monkeypatch.setattr(facade, "make_detector", lambda *a, **k: detector)
     monkeypatch.setattr(align, "make_detector", lambda *a, **k: detector)
 
 

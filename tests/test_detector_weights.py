@@ -106,7 +106,7 @@ def test_download_with_the_right_hash_is_kept(
 def test_aligned_face_caption_names_the_detector(tmp_path: Path) -> None:
     from diffae_app.classifier import CELEBA_ATTRIBUTES
     from diffae_app.data.synthfaces import ATTRIBUTES
-    from diffae_app.pipeline import Studio
+    from diffae_app.studio import Studio
     from diffae_app.ui.handlers import MODES, Handlers
     from diffae_app.ui.layout import SliderBank
     from diffae_app.ui.models import ModelRegistry

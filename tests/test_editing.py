@@ -23,7 +23,7 @@ from diffae_app.editing import (
     solve_target_strengths,
     unit_direction,
 )
-from diffae_app.session import EditError, StudioError
+from diffae_app.errors import EditError, StudioError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -19,7 +19,7 @@ import pytest
 
 from diffae_app.classifier import CELEBA_ATTRIBUTES
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
-from diffae_app.pipeline import Studio
+from diffae_app.studio import Studio
 from diffae_app.ui.handlers import MODES, Handlers
 from diffae_app.ui.layout import SliderBank
 from diffae_app.ui.models import ModelRegistry

@@ -122,7 +122,7 @@ def test_float16_docs_say_what_the_code_does() -> None:
     import torch
 
     from diffae_app.diffae import DiffAE
-    from diffae_app.pipeline import DEFAULT_MODEL_DIR, Studio
+    from diffae_app.studio import DEFAULT_MODEL_DIR, Studio
 
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         pytest.skip("the bundled model is not installed")

@@ -16,12 +16,13 @@ from skimage import data as skimage_data
 
 from diffae_app.align import DlibDetector, align_face, detect_faces, paste_mask
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START, generate
+from diffae_app.errors import RecipeError, StudioError
 from diffae_app.evaluate import DEFAULT_JUDGE_DIR
 from diffae_app.imaging import load_image
 from diffae_app.judge import images_to_tensor, load_judge
 from diffae_app.paste import PASTE_MODES, check_paste_mode, detail_crop, paste_change
-from diffae_app.pipeline import Studio
-from diffae_app.session import Recipe, RecipeError, StudioError
+from diffae_app.session import Recipe
+from diffae_app.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,8 +10,8 @@ from PIL import Image
 from diffae_app import DiffAE
 from diffae_app.config import preset
 from diffae_app.models import AutoencoderNet
-from diffae_app.pipeline import Studio
 from diffae_app.progress import Cancelled, Eta, preview_calls
+from diffae_app.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from diffae_app.data.synthfaces import ATTRIBUTES as SYNTHFACES_ATTRIBUTES
-from diffae_app.pipeline import Studio
 from diffae_app.reliability import ReliabilityError, read_edit_reliability
+from diffae_app.studio import Studio
 from diffae_app.ui.handlers import MODES, Handlers
 from diffae_app.ui.layout import (
     UNRELIABLE_CLASS,

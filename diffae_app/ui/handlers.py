@@ -31,9 +31,9 @@ from diffae_app.editing import MIN_CUSTOM_EXAMPLES
 from diffae_app.imaging import load_image
 from diffae_app.metrics import pooled_psnr_db
 from diffae_app.paste import DEFAULT_PASTE
-from diffae_app.pipeline import write_gif, write_strip
 from diffae_app.progress import Cancelled, Eta
 from diffae_app.session import DEFAULT_QUALITY, QUALITY_PRESETS
+from diffae_app.studio import write_gif, write_strip
 
 from .layout import (
     DEFAULT_STRENGTH_RANGE,

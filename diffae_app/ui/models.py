@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from diffae_app.lru import LRU
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def is_bundled(spec: str) -> bool:
     if spec in BUNDLED_SPECS:
         return True
     try:
-        from diffae_app.pipeline import DEFAULT_MODEL_DIR
+        from diffae_app.studio import DEFAULT_MODEL_DIR
 
         return Path(spec).resolve() == DEFAULT_MODEL_DIR.resolve()
     except (OSError, ValueError):
@@ -183,7 +184,9 @@ class ModelRegistry:
         self._loading: dict[str, threading.Lock] = {}
         self._default = default_studio if default_studio is not None else loader(default_spec)
         # Allow-listed models by spec; typed ones by (owner, spec), never shared.
-        self._others: OrderedDict[str | tuple[str, str], Any] = OrderedDict()
+        self._others = LRU(
+            self.max_loaded - 1, on_evict=lambda key, _: logger.info("unloading model %s", key)
+        )
 
     @property
     def default(self) -> Any:
@@ -223,25 +226,22 @@ class ModelRegistry:
             )
         key: str | tuple[str, str] = spec if offered else (owner, spec)
         with self._lock:
-            if key in self._others:
-                self._others.move_to_end(key)
-                return self._others[key]
+            studio = self._others.get(key)
+            if studio is not None:
+                return studio
             per_key = self._loading.setdefault(key, threading.Lock())
         with per_key:  # one load per key at a time; others wait for it
-            with self._lock:
-                if key in self._others:
-                    return self._others[key]
+            studio = self._others.get(key)
+            if studio is not None:
+                return studio
             logger.info("loading model %s", spec)
             if offered:
                 studio = self._loader(spec)
             else:
                 studio = self._load_typed(spec)
             with self._lock:
-                self._others[key] = studio
+                self._others.put(key, studio)
                 self._loading.pop(key, None)
-                while len(self._others) > self.max_loaded - 1:
-                    dropped, _ = self._others.popitem(last=False)
-                    logger.info("unloading model %s", dropped)
             return studio
 
     def _load_typed(self, spec: str) -> Any:
@@ -257,9 +257,10 @@ class ModelRegistry:
     def release(self, owner: str) -> None:
         """Drop the models a session typed (its state expired)."""
         with self._lock:
-            for key in [k for k in self._others if isinstance(k, tuple) and k[0] == owner]:
-                del self._others[key]
+            for key in [k for k in self._others.keys() if isinstance(k, tuple) and k[0] == owner]:
+                self._others.pop(key)
 
     def loaded(self) -> list[str]:
         with self._lock:
-            return [self.default_spec, *(k if isinstance(k, str) else k[1] for k in self._others)]
+            keys = self._others.keys()
+            return [self.default_spec, *(k if isinstance(k, str) else k[1] for k in keys)]

@@ -44,11 +44,11 @@ class UserState:
     Attributes:
         uid: random id of this session; names its output folder.
         model: spec of the model this session uses ('' = the server's default).
-        session: the encoded face being edited (pipeline ``Session``, CPU tensors), or None.
+        session: the encoded face being edited (a studio ``Session``, CPU tensors), or None.
         faces: boxes ``(left, top, right, bottom)`` of the faces found in the photo.
         slots: attribute name driven by each slider slot (see ``layout.SliderBank``).
         custom: custom attributes trained in this session (``AttributeClassifier``s).
-        samples: the last random faces (pipeline ``Session``s), for 'send to Edit'.
+        samples: the last random faces (studio ``Session``s), for 'send to Edit'.
         selected_sample: index of the random face picked in the gallery.
         psnr: reconstruction quality of the current face (dB), None before encoding.
         photo_file: the photo as a file, the 'before' side of the before/after view.

@@ -1,4 +1,4 @@
-"""Tests for diffae_app.pipeline (the Studio facade) and diffae_app.session.
+"""Tests for diffae_app.studio (the Studio facade and its parts) and diffae_app.session.
 
 Every test runs on the tiny random-weight bundle built by `studio_bundle` (conftest), and the
 model-level ones also on the bundled SynthFaces-64 model when it exists (skipped otherwise).
@@ -27,28 +27,26 @@ from diffae_app.config import preset
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START, generate, generate_batch
 from diffae_app.diffae import DiffAE
 from diffae_app.encoding_cache import EncodingCache, session_bytes
+from diffae_app.errors import (
+    EditError,
+    EncodingError,
+    FaceIndexError,
+    NoAttributeClassifier,
+    NoLatentDPM,
+    RecipeError,
+    StudioError,
+)
 from diffae_app.imaging import image_to_tensor, load_image
 from diffae_app.models import AutoencoderNet
-from diffae_app.pipeline import (
+from diffae_app.precision import MIN_BF16_PSNR_DB, native_bf16
+from diffae_app.session import QUALITY_PRESETS, Recipe, Session
+from diffae_app.studio import (
     DEFAULT_MODEL_DIR,
     Studio,
     choose_device,
     usable_faces,
     write_gif,
     write_strip,
-)
-from diffae_app.precision import MIN_BF16_PSNR_DB, native_bf16
-from diffae_app.session import (
-    QUALITY_PRESETS,
-    EditError,
-    EncodingError,
-    FaceIndexError,
-    NoAttributeClassifier,
-    NoLatentDPM,
-    Recipe,
-    RecipeError,
-    Session,
-    StudioError,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
