@@ -28,7 +28,7 @@ from .requests import optional_progress, preset, variation_seed
 from .runtime import gpu
 from .sliders import probabilities, read_probabilities
 from .state import UserState
-from .wiring import Components, event
+from .wiring import Components, event, model_click
 
 Outputs = dict[str, Any]
 
@@ -210,54 +210,36 @@ def api_components(c: Components) -> None:
 
 def wire_api(c: Components, ctx: UiContext) -> None:
     """``/encode``, ``/edit`` and ``/attributes`` on the hidden components."""
-    encode_keys = ["state", "api_crop", "api_recon", "api_info"]
-    encode_event = event(c, encode_keys)
+    encoded = event(c, ["state", "api_crop", "api_recon", "api_info"])
 
     @gpu()
     def encode(photo, face_index, quality, aligned, state):
         """Detect, align and encode a face (kept in this client's session for /edit)."""
-        return encode_event.map(api_encode(ctx, photo, face_index, quality, aligned, state))
+        return encoded.map(api_encode(ctx, photo, face_index, quality, aligned, state))
 
-    c["api_encode_btn"].click(
-        encode,
-        inputs=c.pick("api_photo", "api_face", "api_quality", "api_aligned", "state"),
-        outputs=encode_event.outputs,
-        api_name="encode",
-        concurrency_id="model",
-    )
-    edit_event = event(c, ["api_edited_crop", "api_edited_photo", "api_result"])
+    encode_inputs = ["api_photo", "api_face", "api_quality", "api_aligned", "state"]
+    model_click(c, "api_encode_btn", encode, encode_inputs, encoded, api_name="encode")
+    edited = event(c, ["api_edited_crop", "api_edited_photo", "api_result"])
 
     @gpu()
     def edit(strengths, locks, targets, quality, seed, paste, state):
         """Render an edit of the face encoded by /encode in this session."""
-        return edit_event.map(
+        return edited.map(
             api_edit(ctx, strengths, locks, targets, quality, seed, state, paste=paste)
         )
 
-    c["api_edit_btn"].click(
-        edit,
-        inputs=c.pick(
-            "api_strengths",
-            "api_locks",
-            "api_targets",
-            "api_quality",
-            "api_seed",
-            "api_paste",
-            "state",
-        ),  # fmt: skip
-        outputs=edit_event.outputs,
-        api_name="edit",
-        concurrency_id="model",
-    )
-    attributes_event = event(c, ["api_attributes"])
+    edit_inputs = [
+        *("api_strengths", "api_locks", "api_targets", "api_quality", "api_seed", "api_paste"),
+        "state",
+    ]
+    model_click(c, "api_edit_btn", edit, edit_inputs, edited, api_name="edit")
+    listed = event(c, ["api_attributes"])
 
     def attributes(state):
         """The slider set (names, groups) and the encoded face's probabilities."""
-        return attributes_event.map(api_attributes(ctx, state))
+        return listed.map(api_attributes(ctx, state))
 
+    # Outside the "model" lane: it only runs the classifier on z_sem, never the UNet.
     c["api_attributes_btn"].click(
-        attributes,
-        inputs=c.pick("state"),
-        outputs=attributes_event.outputs,
-        api_name="attributes",
+        attributes, inputs=c.pick("state"), outputs=listed.outputs, api_name="attributes"
     )

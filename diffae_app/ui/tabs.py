@@ -32,6 +32,13 @@ def _result_image(
     )
 
 
+def _example_photos(label: str, elem_id: str) -> gr.File:
+    """An upload box for several example photos (custom attributes)."""
+    return gr.File(
+        file_count="multiple", file_types=IMAGE_TYPES, label=label, elem_id=elem_id, type="filepath"
+    )
+
+
 def _quality_choices() -> list[tuple[str, str]]:
     return [
         (f"{name} (T_inv {p.T_inv}, T_render {p.T_render})", name)
@@ -246,20 +253,8 @@ def custom_tab(c: Components, studio: Any) -> None:
         "group for this session; download the artefact to keep it."
     )
     with gr.Row():
-        c["custom_pos"] = gr.File(
-            file_count="multiple",
-            file_types=IMAGE_TYPES,
-            label="Photos WITH the attribute",
-            elem_id="custom-pos",
-            type="filepath",
-        )
-        c["custom_neg"] = gr.File(
-            file_count="multiple",
-            file_types=IMAGE_TYPES,
-            label="Photos WITHOUT it",
-            elem_id="custom-neg",
-            type="filepath",
-        )
+        c["custom_pos"] = _example_photos("Photos WITH the attribute", "custom-pos")
+        c["custom_neg"] = _example_photos("Photos WITHOUT it", "custom-neg")
     with gr.Row():
         c["custom_name"] = gr.Textbox(
             label="Name", placeholder="e.g. Freckles", elem_id="custom-name"

@@ -51,6 +51,29 @@ def event(c: Components, keys: Sequence[str]) -> Event:
     return Event(c, tuple(keys))
 
 
+def model_click(
+    c: Components,
+    button: str,
+    fn: Any,
+    inputs: Sequence[str],
+    outputs: Event,
+    *,
+    api_name: str | None = None,
+    **options: Any,
+) -> Any:
+    """A button whose handler uses a model: it queues in the one "model" lane (one model
+    call at a time), and it is private unless it gets an ``api_name``."""
+    visibility = {"api_name": api_name} if api_name else PRIVATE
+    return c[button].click(
+        fn,
+        inputs=c.pick(*inputs),
+        outputs=outputs.outputs,
+        concurrency_id="model",
+        **visibility,
+        **options,
+    )
+
+
 @dataclass(frozen=True)
 class Keys:
     """Names of the component groups several events update."""
@@ -203,14 +226,10 @@ def wire_model_switch(c: Components, h: Handlers, keys: Keys, render_event: Any)
     def on_load_model(spec, mode, state, progress=gr.Progress()):  # noqa: B008
         return loaded.map(h.on_load_model(spec, mode, state, progress))
 
-    c["model_load"].click(
-        on_load_model,
-        inputs=c.pick("model_choice", "mode", "state"),
-        outputs=loaded.outputs,
+    model_click(
+        c, "model_load", on_load_model, ["model_choice", "mode", "state"], loaded,
         cancels=[render_event],
-        concurrency_id="model",
-        **PRIVATE,
-    )
+    )  # fmt: skip
 
 
 def wire_random_faces(c: Components, h: Handlers, keys: Keys) -> None:
@@ -222,13 +241,10 @@ def wire_random_faces(c: Components, h: Handlers, keys: Keys) -> None:
         """Random faces from the latent DPM (seed, how many, quality preset)."""
         return drawn.map(h.on_sample(seed, count, quality, state, progress))
 
-    c["sample_btn"].click(
-        sample,
-        inputs=c.pick("sample_seed", "sample_count", "quality", "state"),
-        outputs=drawn.outputs,
+    model_click(
+        c, "sample_btn", sample, ["sample_seed", "sample_count", "quality", "state"], drawn,
         api_name="sample",
-        concurrency_id="model",
-    )
+    )  # fmt: skip
     picked = event(c, ["state"])
 
     def on_select(state, evt: gr.SelectData):
@@ -241,13 +257,7 @@ def wire_random_faces(c: Components, h: Handlers, keys: Keys) -> None:
     def send_to_edit(quality, mode, state, progress=gr.Progress()):  # noqa: B008
         return sent.map(h.on_send_to_edit(quality, mode, state, progress))
 
-    c["send_btn"].click(
-        send_to_edit,
-        inputs=c.pick("quality", "mode", "state"),
-        outputs=sent.outputs,
-        concurrency_id="model",
-        **PRIVATE,
-    )
+    model_click(c, "send_btn", send_to_edit, ["quality", "mode", "state"], sent)
 
 
 def wire_interpolation(c: Components, h: Handlers) -> None:
@@ -259,13 +269,11 @@ def wire_interpolation(c: Components, h: Handlers) -> None:
         """Morph between the faces of two photos: a strip image and a GIF."""
         return morphed.map(h.on_interpolate(photo_a, photo_b, frames, quality, state, progress))
 
-    c["interp_btn"].click(
-        interpolate,
-        inputs=c.pick("interp_a", "interp_b", "interp_frames", "quality", "state"),
-        outputs=morphed.outputs,
+    model_click(
+        c, "interp_btn", interpolate,
+        ["interp_a", "interp_b", "interp_frames", "quality", "state"], morphed,
         api_name="interpolate",
-        concurrency_id="model",
-    )
+    )  # fmt: skip
 
 
 def wire_custom_attributes(c: Components, h: Handlers, keys: Keys) -> None:
@@ -276,13 +284,10 @@ def wire_custom_attributes(c: Components, h: Handlers, keys: Keys) -> None:
     def custom(pos, neg, name, aligned, mode, state, progress=gr.Progress()):  # noqa: B008
         return trained.map(h.on_custom(pos, neg, name, aligned, mode, state, progress))
 
-    c["custom_btn"].click(
-        custom,
-        inputs=c.pick("custom_pos", "custom_neg", "custom_name", "custom_aligned", "mode", "state"),
-        outputs=trained.outputs,
-        concurrency_id="model",
-        **PRIVATE,
-    )
+    model_click(
+        c, "custom_btn", custom,
+        ["custom_pos", "custom_neg", "custom_name", "custom_aligned", "mode", "state"], trained,
+    )  # fmt: skip
     # Saved attributes: listed for the session's model when the tab opens.
     c["custom_tab"].select(
         h.on_show_saved,
@@ -292,10 +297,7 @@ def wire_custom_attributes(c: Components, h: Handlers, keys: Keys) -> None:
         **PRIVATE,
     )
     added = event(c, ["state", "custom_status", "chart", *keys.sliders])
-    c["saved_btn"].click(
-        lambda picked, mode, state: added.map(h.on_add_saved(picked, mode, state)),
-        inputs=c.pick("saved_pick", "mode", "state"),
-        outputs=added.outputs,
-        concurrency_id="model",
-        **PRIVATE,
-    )
+    model_click(
+        c, "saved_btn", lambda picked, mode, state: added.map(h.on_add_saved(picked, mode, state)),
+        ["saved_pick", "mode", "state"], added,
+    )  # fmt: skip
