@@ -340,7 +340,7 @@ def test_quality_change_encodes_the_face_the_picker_shows(
     picked face (the picker's value), so results belong to the latest choice."""
     state = encode(handlers, files["two_faces.png"])["state"]
     assert state.session.face_index == 0
-    out = handlers.on_quality("balanced", MODES[0], state, face_choice="Face 2")
+    out = handlers.on_face_or_quality("balanced", MODES[0], state, face_choice="Face 2")
     assert out["state"].session.face_index == 1
     assert out["face_pick"]["value"] == "Face 2"  # picker and picture agree
     assert out["state"].session.T_inv == QUALITY_PRESETS["balanced"].T_inv
@@ -351,7 +351,8 @@ def test_several_faces_are_offered_and_pickable(handlers: Handlers, files: dict[
     state = out["state"]
     assert len(state.faces) == 2 and state.session.face_index == 0
     assert out["faces_view"]["visible"] and out["face_pick"]["choices"] == ["Face 1", "Face 2"]
-    picked = handlers.on_face_pick("Face 2", False, QUALITY, MODES[0], state)
+    # The picker's event: the app wires it to this handler (with the quality radio).
+    picked = handlers.on_face_or_quality(QUALITY, MODES[0], state, face_choice="Face 2")
     assert picked["state"].session.face_index == 1
     assert picked["face_pick"]["value"] == "Face 2"
     assert picked["state"].session.crop.tobytes() != state.session.crop.tobytes()

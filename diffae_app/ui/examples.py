@@ -1,8 +1,9 @@
-"""Example faces for the Examples rows: generated SynthFaces shipped in assets/examples/, plus
-real photographs that installed packages carry (written to a private temp folder of the process at
+"""Example faces for the Examples rows: image files shipped in assets/examples/, plus real
+photographs that installed packages carry (written to a private temp folder of the process at
 start-up, never committed to the repository).
 
-Regenerate the shipped PNGs with ``python -m diffae_app.ui.examples``.
+The shipped PNGs are drawn once by ``scripts/make_example_faces.py`` (see
+assets/examples/README.md); the app only reads them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -22,43 +22,14 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 
-# Seeds from the held-out range of SynthFaces (never training faces), picked for variety:
-# name -> seed. Written at 256 px (a few kB each as PNG).
-# All are found by the dlib detector (about a third of SynthFaces are).
-EXAMPLE_SEEDS: dict[str, int] = {
-    "face_a": 10_000_033,  # smiling, open mouth, bangs, brown hair
-    "face_b": 10_000_004,  # eyeglasses, grey hair, lipstick
-    "face_c": 10_000_009,  # hat, black hair, smiling
-    "face_d": 10_000_054,  # beard, black hair
-}
-EXAMPLE_SIZE = 256
-GROUP_EXAMPLE = "two_faces"  # two SynthFaces side by side: exercises the face picker
-
-
-def write_example_faces(folder: Path = EXAMPLES_DIR) -> list[Path]:
-    """Draw the example faces (and the two-face picture) into ``folder``; returns the paths."""
-    from diffae_app.data.synthfaces import generate
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    faces = {}
-    for name, seed in EXAMPLE_SEEDS.items():
-        pixels, _ = generate(seed, size=EXAMPLE_SIZE)
-        faces[name] = pixels
-        path = folder / f"{name}.png"
-        Image.fromarray(pixels).save(path, optimize=True)
-        paths.append(path)
-    pair = np.concatenate([faces["face_a"], faces["face_d"]], axis=1)
-    path = folder / f"{GROUP_EXAMPLE}.png"
-    Image.fromarray(pair).save(path, optimize=True)
-    paths.append(path)
-    return paths
+#: The example faces shipped as files (assets/examples/README.md says what drew them), in the
+#: order the Examples row shows them; ``two_faces`` exercises the face picker.
+SHIPPED_EXAMPLES = ("face_a", "face_b", "face_c", "face_d", "two_faces")
 
 
 def shipped_examples(folder: Path = EXAMPLES_DIR) -> list[Path]:
-    """The generated example faces present on disk, in a stable order."""
-    names = [*EXAMPLE_SEEDS, GROUP_EXAMPLE]
-    return [folder / f"{n}.png" for n in names if (folder / f"{n}.png").is_file()]
+    """The shipped example faces present on disk, in a stable order."""
+    return [folder / f"{n}.png" for n in SHIPPED_EXAMPLES if (folder / f"{n}.png").is_file()]
 
 
 @functools.cache
@@ -97,8 +68,3 @@ def real_photo_examples(folder: Path | None = None) -> list[Path]:
     except Exception as error:
         logger.info("no Grace Hopper example: %s", error)
     return paths
-
-
-if __name__ == "__main__":
-    for written in write_example_faces():
-        print(written, written.stat().st_size, "bytes")

@@ -4,11 +4,12 @@
   tab shows (hair, face, expression, accessories, with 'other' as the fallback and 'custom' for
   attributes a user trained in the session).
 * :class:`SliderBank` fixes, at build time, one slider slot per attribute name the app knows
-  (the loaded classifier's names plus CelebA's and SynthFaces' vocabularies), plus a few free
-  slots per group for names nobody foresaw and for custom attributes. Per session, a *slot
-  map* says which attribute each slot currently drives (``None``: hidden). That keeps every
-  component static (stable ``elem_id``s, one ``gr.on`` for all slider releases) while the set of
-  attributes can change with the model or a custom attribute.
+  (``app.known_attribute_names``: the names in the classifier artefacts the server may load,
+  and CelebA's), plus a few free slots per group for names nobody foresaw and for custom
+  attributes. Per session, a *slot map* says which attribute each slot currently drives
+  (``None``: hidden). That keeps every component static (stable ``elem_id``s, one ``gr.on`` for
+  all slider releases) while the set of attributes can change with the model or a custom
+  attribute.
 * :func:`probability_chart_html` draws the before/after probability readout.
 """
 
