@@ -327,23 +327,8 @@ def has_architecture(hparams: Mapping[str, Any]) -> bool:
     return all(fields.has(f) for f in ("img_size", "net_ch", "net_ch_mult"))
 
 
-def official_config(
-    hparams: Mapping[str, Any],
-    *,
-    name: str,
-    has_latent_weights: bool,
-    fields: Mapping[str, Any] | None = None,
-) -> OfficialConfig:
-    """Our config from an official checkpoint's `hyper_parameters` plus `fields` the caller
-    states (official TrainConfig names, e.g. {'net_latent_activation': 'lrelu'}), which win
-    over stored values. Raises UnsupportedField for a value we cannot honour."""
-    overrides = dict(fields or {})
-    for key in overrides:
-        if not known_field(key):
-            raise UnsupportedField(key, overrides[key], "not a field of the official TrainConfig")
-    f = _Fields(hparams, overrides)
-    _check_not_built(f)
-
+def _autoencoder_config(f: _Fields) -> AutoencoderConfig:
+    """The UNet + encoder from the model_conf fields, after the geometry checks."""
     image_size = f.int("img_size")
     channel_mult = f.ints("net_ch_mult")
     encoder_mult = f.ints("net_enc_channel_mult", optional=True) or channel_mult
@@ -396,8 +381,11 @@ def official_config(
         conv_resample=f.bool("conv_resample"),
     )
     _check_heads(f, autoencoder)
+    return autoencoder
 
-    latent = _latent_config(f, style, has_latent_weights)
+
+def _diffusion_configs(f: _Fields) -> tuple[DiffusionConfig, DiffusionConfig]:
+    """The image and latent diffusion processes (one T, two beta schedules)."""
     T = f.int("T")
     diffusion = DiffusionConfig(
         num_timesteps=T,
@@ -413,6 +401,29 @@ def official_config(
         clip_denoised=f.bool("latent_clip_sample"),
         rescale_timesteps=f.bool("latent_rescale_timesteps"),
     )
+    return diffusion, latent_diffusion
+
+
+def official_config(
+    hparams: Mapping[str, Any],
+    *,
+    name: str,
+    has_latent_weights: bool,
+    fields: Mapping[str, Any] | None = None,
+) -> OfficialConfig:
+    """Our config from an official checkpoint's `hyper_parameters` plus `fields` the caller
+    states (official TrainConfig names, e.g. {'net_latent_activation': 'lrelu'}), which win
+    over stored values. Raises UnsupportedField for a value we cannot honour."""
+    overrides = dict(fields or {})
+    for key in overrides:
+        if not known_field(key):
+            raise UnsupportedField(key, overrides[key], "not a field of the official TrainConfig")
+    f = _Fields(hparams, overrides)
+    _check_not_built(f)
+
+    autoencoder = _autoencoder_config(f)
+    latent = _latent_config(f, autoencoder.z_sem_channels, has_latent_weights)
+    diffusion, latent_diffusion = _diffusion_configs(f)
     latent_steps = f.int("latent_T_eval")
     if latent is None:
         # Without a latent DPM its sampler fields describe nothing (an autoencoder run keeps

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import torch
 
 from diffae_app.classifier import CELEBA_ATTRIBUTES, AttributeClassifier, read_header
-from diffae_app.pipeline import DEFAULT_MODEL_DIR
+from diffae_app.studio import DEFAULT_MODEL_DIR
 from diffae_app.ui.app import known_attribute_names
 from diffae_app.ui.examples import EXAMPLES_DIR, shipped_examples
 

@@ -50,6 +50,14 @@ def _blend(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tenso
     return x0 * torch.sqrt(a) + torch.sqrt(1 - a) * eps
 
 
+def _report(
+    callback: StepCallback | None, i: int, num_steps: int, t: int, x: torch.Tensor, x0: torch.Tensor
+) -> None:
+    """Hand one finished step to the caller's callback (every solver reports the same keys)."""
+    if callback is not None:
+        callback({"i": i, "num_steps": num_steps, "t": t, "x": x, "pred_x0": x0})
+
+
 def ddim_sample(
     model: NoisePredictor,
     x_T: torch.Tensor,
@@ -70,8 +78,7 @@ def ddim_sample(
         eps = _predict(model, x, t, cond)
         x0, eps = _x0_and_eps(schedule, k, x, eps, clip_denoised)
         x = _blend(x0, eps, float(schedule.alpha_bar_prev[k]))
-        if callback is not None:
-            callback({"i": i, "num_steps": schedule.num_steps, "t": t, "x": x, "pred_x0": x0})
+        _report(callback, i, schedule.num_steps, t, x, x0)
     return x
 
 
@@ -117,8 +124,7 @@ def ddim_invert(
                 eps = _predict(model, _blend(x0, step_eps, alpha_bar_next), t_next, cond)
         x0, eps = _x0_and_eps(schedule, k, x, eps, clip_denoised)
         x = _blend(x0, eps, alpha_bar_next)
-        if callback is not None:
-            callback({"i": k, "num_steps": last, "t": t, "x": x, "pred_x0": x0})
+        _report(callback, k, last, t, x, x0)
         if k + 1 < last:
             eps = _predict(model, x, int(schedule.timesteps[k + 1]), cond)
     return x

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .ddim import NoisePredictor, StepCallback, _blend, _predict, _x0_and_eps
+from .ddim import NoisePredictor, StepCallback, _blend, _predict, _report, _x0_and_eps
 from .schedule import Schedule
 
 
@@ -93,8 +93,7 @@ def dpmpp_2m_sample(
         else:
             x = _multistep(x, x0, previous_x0, lam, _log_snr(a_to), lam_previous, a, a_to)
         previous_x0, lam_previous = x0, lam
-        if callback is not None:
-            callback({"i": i, "num_steps": schedule.num_steps, "t": t, "x": x, "pred_x0": x0})
+        _report(callback, i, schedule.num_steps, t, x, x0)
     return x
 
 
@@ -126,8 +125,7 @@ def dpmpp_2m_invert(
         lam = _log_snr(a)
         x = _multistep(x, x0, previous_x0, lam, _log_snr(a_to), lam_previous, a, a_to)
         previous_x0, lam_previous = x0, lam
-        if callback is not None:
-            callback({"i": k, "num_steps": last, "t": t, "x": x, "pred_x0": x0})
+        _report(callback, k, last, t, x, x0)
     return x
 
 
@@ -166,8 +164,5 @@ def ddim_invert_extrapolated(
         x0, step_eps = _x0_and_eps(schedule, k, x, landing, clip_denoised)
         x = _blend(x0, step_eps, alpha_bar_next)
         eps_previous, eps = eps, landing
-        if callback is not None:
-            callback(
-                {"i": k, "num_steps": last, "t": int(schedule.timesteps[k]), "x": x, "pred_x0": x0}
-            )
+        _report(callback, k, last, int(schedule.timesteps[k]), x, x0)
     return x

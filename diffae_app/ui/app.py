@@ -62,7 +62,7 @@ def known_attribute_names(models: ModelRegistry) -> list[str]:
 
 def _bundle_folders(specs: tuple[str, ...]) -> list[Path]:
     """Local bundle folders among the offered model specs, the bundled model always first."""
-    from diffae_app.pipeline import DEFAULT_MODEL_DIR
+    from diffae_app.studio import DEFAULT_MODEL_DIR
 
     folders = [DEFAULT_MODEL_DIR]
     folders += [Path(s) for s in specs if not is_bundled(s) and Path(s).is_dir()]

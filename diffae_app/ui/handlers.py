@@ -4,7 +4,7 @@ Every handler takes plain values (file paths, numbers, the user's :class:`UserSt
 returns (or yields) a ``dict`` keyed by *component names* (``"crop"``, ``"slot3"``,
 ``"locks:hair"``...); ``ui/wiring.py`` maps those names onto the Gradio components. So the
 handlers can be called directly in tests, and no tensor math happens here: everything goes
-through :class:`~diffae_app.pipeline.Studio`.
+through :class:`~diffae_app.studio.Studio`.
 
 Each handler lives in the module of its concern and reads parse -> studio -> format:
 ``encoding`` (photos, face picks, quality), ``rendering`` (slider edits), ``sliders`` (mode,

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from diffae_app.pipeline import write_gif, write_strip
+from diffae_app.studio import write_gif, write_strip
 
 from .context import UiContext
 from .encoding import session_outputs
