@@ -3,15 +3,15 @@ of one attribute moves every *other* attribute's readout by at most 15 points.
 
 The readout is what the app shows: "before" is the classifier on the photo's z_sem, "after" is
 the rendered result encoded again and classified (``EditResult.probabilities_after``). Every
-attribute is edited at its calibrated full strength (the point its slider labels "full"), up
+attribute is edited at its calibrated full strength (its slider reaches 1.5 times that), up
 and down, on scikit-image's astronaut and matplotlib's Grace Hopper.
 
 The committed bundle does not keep the promise yet (issue 13 is open). Measured on it
-(2026-12-06, bf16, balanced preset, 1.5x full strength): adding eyeglasses to the astronaut
-moves Pale_Skin 0 -> 100% and renders a green cap over the hair; 28 of the 30 edits per photo
-move some other readout by more than 15 points. The test is therefore a strict expected
-failure: it runs on every CI pass, and the day a bundle keeps the promise it "unexpectedly
-passes", which fails the suite until this marker is removed.
+(2026-12-06, bf16, balanced preset, full strength): 45 of the 60 edits move some other readout
+by more than 15 points (astronaut 24 of 30, Grace Hopper 21 of 30); adding eyeglasses to the
+astronaut moves Pale_Skin by 100 points and paints a green cap over the hair. The test is
+therefore a strict expected failure: it runs on every CI pass, and the day a bundle keeps the
+promise it "unexpectedly passes", which fails the suite until this marker is removed.
 """
 
 from __future__ import annotations
