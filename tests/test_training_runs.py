@@ -112,6 +112,18 @@ def test_export_refuses_a_checkpoint_that_does_not_fit_the_runs_config(
     assert not (tmp_path / "bundle").exists()
 
 
+def test_the_model_card_names_no_local_paths(faces: Path, tmp_path: Path) -> None:
+    """Issue 13: a card travels to the Hub; the trainer's folders are nobody's business."""
+    run = tmp_path / "runs" / "mine" / "autoencoder"
+    assert _train(faces, run) == 0
+    out = tmp_path / "bundle"
+    assert _main("export", run, "--out", out) == 0
+    card = (out / "README.md").read_text()
+    assert str(tmp_path) not in card and "runs/mine" not in card and str(faces) not in card
+    assert "<local>/autoencoder" in card  # the run folder's own name is kept
+    assert 'from_pretrained("path/to/this/folder")' in card  # the usage snippet is untouched
+
+
 @pytest.mark.slow
 def test_export_loads_the_bundle_before_replacing_the_old_one(
     faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,23 @@ class ExportError(ValueError):
     """A run, checkpoint or bundle cannot be exported or read as training input."""
 
 
+# A path-like token: at least one "/" between word characters, not a URL.
+_LOCAL_PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?/?(?:[A-Za-z_.][\w.\-]*/)+([\w.\-]+)")
+
+
+def without_local_paths(value: Any) -> Any:
+    """`value` (a string, or JSON-like data of them) with every file path cut to its last
+    name behind ``<local>/``: a model card travels to the Hub, the folders of the machine
+    that trained it mean nothing there (and are nobody's business)."""
+    if isinstance(value, str):
+        return _LOCAL_PATH.sub(lambda m: f"<local>/{m.group(1)}", value)
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_local_paths(v) for v in value]
+    return value
+
+
 def model_card(
     config: ModelConfig, *, title: str, data: str, summary: dict[str, Any], extra: str = ""
 ) -> str:
@@ -54,7 +72,7 @@ A DiffAE (Diffusion Autoencoder) bundle for DiffAE Studio: EMA weights in safete
 
 - architecture: `{config.name}`, {config.autoencoder.image_size} px, net_ch {config.autoencoder.model_channels}, ch_mult {list(config.autoencoder.channel_mult)}, encoder mult {list(config.autoencoder.encoder_channel_mult)}
 - latent DPM: {"yes" if config.latent_net else "no"}
-- training data: {data}
+- training data: {without_local_paths(data)}
 - training: {json.dumps(summary, default=str)}
 
 {extra}
@@ -94,7 +112,7 @@ def _card_extra(
     parts = []
     for name, classifier in classifiers.items():
         parts.append(
-            f"## Attribute classifier `{name}`\n\n{classifier.source}\n\n"
+            f"## Attribute classifier `{name}`\n\n{without_local_paths(classifier.source)}\n\n"
             f"{classifier_table(classifier)}\n"
         )
     if options is not None:
@@ -106,7 +124,11 @@ def _card_extra(
         }
         parts.append(
             "## Resolved training options\n\n```json\n"
-            + json.dumps({**options, "stage_options": stage_options}, indent=1, default=str)
+            + json.dumps(
+                without_local_paths({**options, "stage_options": stage_options}),
+                indent=1,
+                default=str,
+            )
             + "\n```\n"
         )
     return "\n".join(parts)
