@@ -18,6 +18,7 @@ from diffae_app.diffusion import (
     make_schedule,
     p2_weights,
     q_sample,
+    x0_weights,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -165,6 +166,22 @@ def test_p2_weights_are_uniform_at_gamma_0_and_favour_noisy_timesteps_above() ->
     assert (w[999] / w[500]).item() == pytest.approx(ratio, rel=1e-4)
     with pytest.raises(ValueError, match="gamma >= 0"):
         p2_weights(full, -1.0)
+
+
+def test_x0_weights_turn_the_eps_loss_into_a_capped_x0_loss() -> None:
+    full = make_schedule("linear", 1000)
+    w = x0_weights(full, 100.0)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5)
+    snr = torch.from_numpy(full.alpha_bar / (1 - full.alpha_bar)).float()
+    # Where uncapped, weight x SNR is the same at every t: each noise level's x0 error counts
+    # the same (the eps error is sqrt(SNR) times the x0 error).
+    uncapped = (1 / snr) < 100
+    in_x0_terms = (w * snr)[uncapped]
+    torch.testing.assert_close(in_x0_terms, torch.full_like(in_x0_terms, in_x0_terms[0].item()))
+    assert bool((~uncapped[:500]).sum() == 0) and bool((~uncapped[-50:]).all())
+    assert torch.allclose(w[~uncapped], w[-1])  # the cap: flat over the noisiest steps
+    with pytest.raises(ValueError, match="cap > 0"):
+        x0_weights(full, 0.0)
 
 
 def _report(name: str, got: torch.Tensor, ref: torch.Tensor, tol: float) -> None:

@@ -112,6 +112,18 @@ def test_export_refuses_a_checkpoint_that_does_not_fit_the_runs_config(
     assert not (tmp_path / "bundle").exists()
 
 
+def test_two_loss_weightings_at_once_are_one_line(
+    faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    capsys.readouterr()
+    assert _train(faces, tmp_path / "run", "--p2-gamma", 1, "--x0-loss-cap", 100) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--x0-loss-cap" in line and "--p2-gamma" in line
+    assert _train(faces, tmp_path / "x0", "--x0-loss-cap", 100) == 0
+    options = json.loads((tmp_path / "x0" / "options.json").read_text())
+    assert options["stage_options"]["x0_loss_cap"] == 100.0
+
+
 def test_the_model_card_names_no_local_paths(faces: Path, tmp_path: Path) -> None:
     """Issue 13: a card travels to the Hub; the trainer's folders are nobody's business."""
     run = tmp_path / "runs" / "mine" / "autoencoder"

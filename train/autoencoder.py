@@ -25,7 +25,7 @@ from torch import nn
 
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
-from diffae_app.diffusion import eps_loss, make_schedule, p2_weights
+from diffae_app.diffusion import eps_loss, make_schedule, p2_weights, x0_weights
 from diffae_app.metrics import psnr_db
 from diffae_app.models import AutoencoderNet
 from diffae_app.training.cli import (
@@ -65,6 +65,7 @@ class AutoencoderStage:
         init_from: str | None = None,
         p2_gamma: float = 0.0,
         offset_noise: float = 0.0,
+        x0_loss_cap: float = 0.0,
     ) -> None:
         self.config = config
         self.init_from = init_from
@@ -83,7 +84,17 @@ class AutoencoderStage:
         if offset_noise < 0:
             raise ValueError(f"--offset-noise must be >= 0, got {offset_noise}")
         self.offset_noise = offset_noise
-        self.loss_weights = p2_weights(self.schedule, p2_gamma)
+        if x0_loss_cap < 0 or (x0_loss_cap and p2_gamma):
+            raise ValueError(
+                f"--x0-loss-cap must be >= 0 and cannot be combined with --p2-gamma (got "
+                f"{x0_loss_cap} and {p2_gamma}): each sets the loss weight of every timestep"
+            )
+        self.x0_loss_cap = x0_loss_cap
+        self.loss_weights = (
+            x0_weights(self.schedule, x0_loss_cap)
+            if x0_loss_cap
+            else p2_weights(self.schedule, p2_gamma)
+        )
         self._fixed_batch: torch.Tensor | None = None
 
     def build(self) -> nn.Module:
@@ -112,6 +123,7 @@ class AutoencoderStage:
             "channels_last": self.channels_last,
             "p2_gamma": self.p2_gamma,
             "offset_noise": self.offset_noise,
+            "x0_loss_cap": self.x0_loss_cap,
         }
 
     def training_noise(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
@@ -226,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="std of a per-image, per-channel constant added to the training noise; 0: official",
     )
+    p.add_argument(
+        "--x0-loss-cap",
+        type=float,
+        default=0.0,
+        help="weight the eps loss by min(1/SNR, CAP), i.e. an x0 loss where every noise level "
+        "counts the same (noisy steps then make z_sem carry small features); 0: off",
+    )
     return p
 
 
@@ -256,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             init_from=args.init_from,
             p2_gamma=args.p2_gamma,
             offset_noise=args.offset_noise,
+            x0_loss_cap=args.x0_loss_cap,
         )
         options = loop_options(args, optimizer="adam")
         summary = train(stage, options)

@@ -45,6 +45,25 @@ def p2_weights(schedule: Schedule, gamma: float, k: float = 1.0) -> torch.Tensor
     return (weights / weights.mean()).float()
 
 
+def x0_weights(schedule: Schedule, cap: float) -> torch.Tensor:
+    """Per-timestep eps-loss weights min(1 / SNR_t, cap), mean 1 over t.
+
+    The eps loss weighs the error of the implied image x0_hat by SNR_t, so at the noisy
+    timesteps, where x_t no longer shows small features (a mouth, narrow eyes, lipstick) and a
+    DiffAE decoder can only take them from z_sem, those errors cost almost nothing, and the
+    encoder is never asked to carry them. Weighting the eps loss by 1 / SNR_t makes it the
+    x0-prediction loss: every noise level's image error counts the same. The cap bounds the
+    weight where SNR_t -> 0 (1 / SNR is ~2.5e4 at t = T on the linear schedule), so the
+    noisiest steps count cap * SNR_t in x0 terms. Normalising to mean 1 keeps the learning
+    rate's meaning.
+    """
+    if cap <= 0:
+        raise ValueError(f"the x0 weighting needs cap > 0, got {cap}")
+    alpha_bar = torch.from_numpy(schedule.alpha_bar)
+    weights = ((1.0 - alpha_bar) / alpha_bar).clamp(max=cap)
+    return (weights / weights.mean()).float()
+
+
 def eps_loss(
     model: NoisePredictor,
     schedule: Schedule,
