@@ -14,6 +14,7 @@ from diffae_app.diffusion import (
     ddim_sample,
     ddim_timesteps,
     eps_loss,
+    face_region_weights,
     make_betas,
     make_schedule,
     p2_weights,
@@ -182,6 +183,36 @@ def test_x0_weights_turn_the_eps_loss_into_a_capped_x0_loss() -> None:
     assert torch.allclose(w[~uncapped], w[-1])  # the cap: flat over the noisiest steps
     with pytest.raises(ValueError, match="cap > 0"):
         x0_weights(full, 0.0)
+
+
+def test_face_region_weights_favour_the_small_features_and_keep_mean_one() -> None:
+    torch.testing.assert_close(face_region_weights(64, 0.0), torch.ones(64, 64))
+    w = face_region_weights(64, 4.0)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(w, w.flip(1))  # symmetric: horizontal flips keep the map
+    mouth, left_eye, cheek = w[46, 32], w[30, 24], w[38, 20]  # (y, x) at 64 px
+    corner, forehead = w[2, 2], w[16, 32]
+    assert min(mouth, left_eye, cheek) > 4 * max(corner, forehead)
+    with pytest.raises(ValueError, match=">= 0"):
+        face_region_weights(64, -1.0)
+
+
+def test_eps_loss_weighs_each_pixel_by_the_map() -> None:
+    full = make_schedule("linear", 1000)
+    x_0 = torch.zeros(1, 3, 8, 8)
+    noise = torch.zeros(1, 3, 8, 8)
+    t = torch.tensor([500])
+    error_at = torch.zeros(1, 3, 8, 8)
+    error_at[..., 2, 5] = 1.0  # the prediction misses one pixel by 1
+
+    def miss_one(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return error_at
+
+    plain = eps_loss(miss_one, full, x_0, t, noise)
+    weights = torch.ones(8, 8)
+    weights[2, 5] = 3.0
+    weighted = eps_loss(miss_one, full, x_0, t, noise, pixel_weights=weights)
+    assert weighted.item() == pytest.approx(3 * plain.item())
 
 
 def _report(name: str, got: torch.Tensor, ref: torch.Tensor, tol: float) -> None:

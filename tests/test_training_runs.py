@@ -124,6 +124,17 @@ def test_two_loss_weightings_at_once_are_one_line(
     assert options["stage_options"]["x0_loss_cap"] == 100.0
 
 
+def test_the_face_region_weight_is_recorded_and_checked(
+    faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert _train(faces, tmp_path / "run", "--face-region-weight", 4) == 0
+    options = json.loads((tmp_path / "run" / "options.json").read_text())
+    assert options["stage_options"]["face_region_weight"] == 4.0
+    capsys.readouterr()
+    assert _train(faces, tmp_path / "bad", "--face-region-weight", -1) == 2
+    assert "face-region weight" in _one_error_line(capsys.readouterr().err)
+
+
 def test_the_model_card_names_no_local_paths(faces: Path, tmp_path: Path) -> None:
     """Issue 13: a card travels to the Hub; the trainer's folders are nobody's business."""
     run = tmp_path / "runs" / "mine" / "autoencoder"

@@ -25,7 +25,13 @@ from torch import nn
 
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
-from diffae_app.diffusion import eps_loss, make_schedule, p2_weights, x0_weights
+from diffae_app.diffusion import (
+    eps_loss,
+    face_region_weights,
+    make_schedule,
+    p2_weights,
+    x0_weights,
+)
 from diffae_app.metrics import psnr_db
 from diffae_app.models import AutoencoderNet
 from diffae_app.training.cli import (
@@ -66,6 +72,7 @@ class AutoencoderStage:
         p2_gamma: float = 0.0,
         offset_noise: float = 0.0,
         x0_loss_cap: float = 0.0,
+        face_region_weight: float = 0.0,
     ) -> None:
         self.config = config
         self.init_from = init_from
@@ -94,6 +101,12 @@ class AutoencoderStage:
             x0_weights(self.schedule, x0_loss_cap)
             if x0_loss_cap
             else p2_weights(self.schedule, p2_gamma)
+        )
+        self.face_region_weight = face_region_weight
+        self.pixel_weights = (
+            face_region_weights(config.autoencoder.image_size, face_region_weight)
+            if face_region_weight
+            else None
         )
         self._fixed_batch: torch.Tensor | None = None
 
@@ -124,6 +137,7 @@ class AutoencoderStage:
             "p2_gamma": self.p2_gamma,
             "offset_noise": self.offset_noise,
             "x0_loss_cap": self.x0_loss_cap,
+            "face_region_weight": self.face_region_weight,
         }
 
     def training_noise(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
@@ -160,7 +174,13 @@ class AutoencoderStage:
             return model(x_t, t, x_0)
 
         per_sample = eps_loss(
-            predict, self.schedule, x_0, t, noise, loss=self.config.diffusion.loss
+            predict,
+            self.schedule,
+            x_0,
+            t,
+            noise,
+            loss=self.config.diffusion.loss,
+            pixel_weights=self.pixel_weights,
         )
         return (per_sample * self.loss_weights.to(device)[t]).mean()
 
@@ -245,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight the eps loss by min(1/SNR, CAP), i.e. an x0 loss where every noise level "
         "counts the same (noisy steps then make z_sem carry small features); 0: off",
     )
+    p.add_argument(
+        "--face-region-weight",
+        type=float,
+        default=0.0,
+        help="weigh each pixel's loss by 1 + W x (bumps on the eyes, mouth and cheeks of an "
+        "FFHQ-aligned face), mean 1, so z_sem must carry the small features; 0: off",
+    )
     return p
 
 
@@ -276,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             p2_gamma=args.p2_gamma,
             offset_noise=args.offset_noise,
             x0_loss_cap=args.x0_loss_cap,
+            face_region_weight=args.face_region_weight,
         )
         options = loop_options(args, optimizer="adam")
         summary = train(stage, options)

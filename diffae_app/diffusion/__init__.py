@@ -3,7 +3,14 @@ training losses."""
 
 from .ddim import ddim_invert, ddim_sample
 from .dpm_solver import ddim_invert_extrapolated, dpmpp_2m_invert, dpmpp_2m_sample
-from .losses import eps_loss, p2_weights, q_sample, sample_timesteps, x0_weights
+from .losses import (
+    eps_loss,
+    face_region_weights,
+    p2_weights,
+    q_sample,
+    sample_timesteps,
+    x0_weights,
+)
 from .schedule import Schedule, ddim_timesteps, make_betas, make_schedule, network_timesteps
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "dpmpp_2m_invert",
     "dpmpp_2m_sample",
     "eps_loss",
+    "face_region_weights",
     "make_betas",
     "make_schedule",
     "network_timesteps",
