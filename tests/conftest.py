@@ -201,3 +201,69 @@ def bundled_model_dir() -> Path:
     if not (BUNDLED_MODEL_DIR / "config.json").is_file():
         require_asset(f"bundled model not built yet ({BUNDLED_MODEL_DIR} has no config.json)")
     return BUNDLED_MODEL_DIR
+
+
+# --------------------------------------------------------------------------- photos, detector
+# `astronaut`, `grace`: the real test photos, read from installed packages (never committed).
+# `two_faces`: both side by side. `detector`: one dlib detector for the whole session (its
+# 100 MB model loads once). `no_network`: any attempt to reach the network fails the test
+# loudly; modules that load models or detectors use it (`pytestmark`), since weights must
+# never download. It is not autouse: the browser tests talk to a local server.
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    return Image.fromarray(skimage_data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def grace():
+    from matplotlib import cbook
+
+    from diffae_app.imaging import load_image
+
+    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="session")
+def two_faces(astronaut, grace):
+    """Both sample photos side by side at the same height (951×512)."""
+    from PIL import Image
+
+    scaled = grace.resize((round(grace.width * 512 / grace.height), 512), Image.Resampling.LANCZOS)
+    pair = Image.new("RGB", (astronaut.width + scaled.width, 512))
+    pair.paste(astronaut, (0, 0))
+    pair.paste(scaled, (astronaut.width, 0))
+    return pair
+
+
+@pytest.fixture(scope="session")
+def detector():
+    import numpy as np
+
+    from diffae_app.align import DlibDetector
+
+    detector = DlibDetector()
+    detector.detect(np.zeros((8, 8, 3), np.uint8))  # load the model once, in setup
+    return detector
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import huggingface_hub.constants
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the test suite must not touch the network")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import; another test module may have
+    # imported it already without the variable, so set the parsed flag too.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -11,16 +11,13 @@ import dataclasses
 import io
 import logging
 import math
-import socket
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import cbook
 from PIL import Image, ImageDraw
-from skimage import data as skimage_data
 
 from diffae_app.align import (
     FAN_WEIGHT_FILES,
@@ -43,7 +40,7 @@ from diffae_app.align import (
     paste_back,
     paste_mask,
 )
-from diffae_app.imaging import ImageTooLarge, UnreadableImage, load_image
+from diffae_app.imaging import ImageTooLarge, UnreadableImage
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "align"
 
@@ -53,48 +50,10 @@ ASTRONAUT_FACE_CENTRE = (220.0, 121.0)
 GRACE_FACE_CENTRE = (273.0, 232.0)
 
 
+pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
+
 # ------------------------------------------------------------------------------------------
-# Fixtures
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to reach the network fails the test loudly (weights must never download)."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("the test suite must not touch the network")
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture(scope="module")
-def dlib_detector() -> DlibDetector:
-    detector = DlibDetector()
-    detector.detect(np.zeros((8, 8, 3), np.uint8))  # load the 100 MB model once, in setup
-    return detector
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def grace() -> Image.Image:
-    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-@pytest.fixture(scope="module")
-def side_by_side(astronaut: Image.Image, grace: Image.Image) -> Image.Image:
-    """Both sample photos at the same height, next to each other (951×512)."""
-    scaled = grace.resize((round(grace.width * 512 / grace.height), 512), Image.Resampling.LANCZOS)
-    pair = Image.new("RGB", (astronaut.width + scaled.width, 512))
-    pair.paste(astronaut, (0, 0))
-    pair.paste(scaled, (astronaut.width, 0))
-    return pair
+# Helpers
 
 
 def _save(image: Image.Image, name: str) -> None:
@@ -281,9 +240,9 @@ def test_second_pass_looks_for_small_faces_only_when_the_first_finds_none() -> N
     assert face.box[0] == pytest.approx((20.5) * 400 / 231 - 0.5)
 
 
-def test_blank_photo_raises_no_face_found(dlib_detector: DlibDetector) -> None:
+def test_blank_photo_raises_no_face_found(detector: DlibDetector) -> None:
     with pytest.raises(NoFaceFound) as excinfo:
-        detect_faces(Image.new("RGB", (640, 480), (128, 128, 128)), dlib_detector)
+        detect_faces(Image.new("RGB", (640, 480), (128, 128, 128)), detector)
     assert str(excinfo.value) == (
         "no face found in the 640×480 photo (detector: dlib); use a photo where the face is "
         "clearly visible, roughly frontal and not tiny"
@@ -300,12 +259,12 @@ def test_blank_photo_raises_no_face_found(dlib_detector: DlibDetector) -> None:
 )
 def test_real_photo_aligns_onto_the_ffhq_template(
     request: pytest.FixtureRequest,
-    dlib_detector: DlibDetector,
+    detector: DlibDetector,
     photo_name: str,
     face_centre: tuple[float, float],
 ) -> None:
     photo: Image.Image = request.getfixturevalue(photo_name)
-    faces = detect_faces(photo, dlib_detector)
+    faces = detect_faces(photo, detector)
     preferred = faces[0]
     assert _box_contains(preferred, face_centre)
     # Exactly one preferred face: anything else found is a weak detection elsewhere.
@@ -321,12 +280,12 @@ def test_real_photo_aligns_onto_the_ffhq_template(
 
     # The crop itself must show the face where the landmarks say: detect again on the crop.
     # (3 px: dlib predicts whole-pixel points, and the crop is a resampled image.)
-    again = detect_faces(aligned.image, dlib_detector)[0]
+    again = detect_faces(aligned.image, detector)[0]
     assert np.abs(_eyes(again.landmarks) - ffhq_eye_template(256)).max() < 3.0
 
 
 def test_patch_on_the_uniform_is_not_preferred(
-    astronaut: Image.Image, dlib_detector: DlibDetector
+    astronaut: Image.Image, detector: DlibDetector
 ) -> None:
     # Doubling the photo makes HOG also "find" a face in the mission patch (at ~(170, 380)).
     eager = DlibDetector(upsample=1)
@@ -337,26 +296,26 @@ def test_patch_on_the_uniform_is_not_preferred(
     assert faces.index(patches[0]) > 0
 
 
-def test_two_photos_side_by_side_give_two_alignable_faces(
-    side_by_side: Image.Image, dlib_detector: DlibDetector
+def test_two_photos_two_faces_give_two_alignable_faces(
+    two_faces: Image.Image, detector: DlibDetector
 ) -> None:
-    faces = detect_faces(side_by_side, dlib_detector)
+    faces = detect_faces(two_faces, detector)
     confident = [f for f in faces if f.score >= 0.5 * faces[0].score]
     assert len(confident) == 2
     centres = sorted((f.box[0] + f.box[2]) / 2 for f in confident)
     assert centres[0] < 512 < centres[1]
     for index, face in enumerate(confident):
-        aligned = align_face(side_by_side, face, 256)
-        _save(aligned.image, f"side_by_side_face{index}_256.png")
+        aligned = align_face(two_faces, face, 256)
+        _save(aligned.image, f"two_faces_face{index}_256.png")
         assert np.abs(_eyes(aligned.landmarks) - ffhq_eye_template(256)).max() < 2.0
 
 
 def test_large_photo_landmarks_are_mapped_back(
-    astronaut: Image.Image, dlib_detector: DlibDetector
+    astronaut: Image.Image, detector: DlibDetector
 ) -> None:
     big = astronaut.resize((2048, 2048), Image.Resampling.LANCZOS)  # 4.2 Mpx > 2 Mpx budget
-    small_face = detect_faces(astronaut, dlib_detector)[0]
-    big_face = detect_faces(big, dlib_detector)[0]
+    small_face = detect_faces(astronaut, detector)[0]
+    big_face = detect_faces(big, detector)[0]
     scaled = (small_face.eye_centres + 0.5) * 4 - 0.5
     assert np.abs(big_face.eye_centres - scaled).max() < 6.0  # 1.5 px at the original scale
     aligned = align_face(big, big_face, 256)
@@ -410,31 +369,29 @@ def _variant(astronaut: Image.Image, kind: str) -> bytes:
     "variant", ["grayscale", "rgba", "cmyk", "16-bit", "palette", "animated", "exif-rotated"]
 )
 def test_awkward_formats_still_find_the_face(
-    astronaut: Image.Image, dlib_detector: DlibDetector, variant: str
+    astronaut: Image.Image, detector: DlibDetector, variant: str
 ) -> None:
-    faces = detect_faces(_variant(astronaut, variant), dlib_detector)
+    faces = detect_faces(_variant(astronaut, variant), detector)
     assert faces[0].image_size == (512, 512)
     assert _box_contains(faces[0], ASTRONAUT_FACE_CENTRE)
     left_eye, right_eye = faces[0].eye_centres
     assert abs(left_eye[1] - right_eye[1]) < 8 and right_eye[0] - left_eye[0] > 30  # upright
 
 
-def test_bad_inputs_are_refused_with_their_message(
-    dlib_detector: DlibDetector, tmp_path: Path
-) -> None:
+def test_bad_inputs_are_refused_with_their_message(detector: DlibDetector, tmp_path: Path) -> None:
     with pytest.raises(ImageTooLarge, match=r"12000×12000 = 144 Mpx, over the 50 Mpx limit"):
-        detect_faces(_png_header_only(12000, 12000), dlib_detector)
+        detect_faces(_png_header_only(12000, 12000), detector)
     text = tmp_path / "cv.pdf"
     text.write_bytes(b"%PDF-1.4 not an image")
     with pytest.raises(UnreadableImage, match=r"^cv.pdf is not an image Pillow can read"):
-        detect_faces(text, dlib_detector)
+        detect_faces(text, detector)
 
 
 def test_face_at_the_border_is_padded_not_cut(
-    astronaut: Image.Image, dlib_detector: DlibDetector
+    astronaut: Image.Image, detector: DlibDetector
 ) -> None:
     photo = astronaut.crop((190, 40, 512, 400))  # the face now touches the left edge
-    face = detect_faces(photo, dlib_detector)[0]
+    face = detect_faces(photo, detector)[0]
     aligned = align_face(photo, face, 256)
     _save(aligned.image, "border_face_256.png")
     assert aligned.quad[:, 0].min() < 0 and aligned.edge_band > 0
@@ -461,31 +418,31 @@ def _round_trip(photo: Image.Image, aligned: AlignedFace) -> tuple[float, np.nda
     ("photo_name", "size"), [("astronaut", 256), ("grace", 512), ("border", 256)]
 )
 def test_round_trip_restores_the_photo(
-    request: pytest.FixtureRequest, dlib_detector: DlibDetector, photo_name: str, size: int
+    request: pytest.FixtureRequest, detector: DlibDetector, photo_name: str, size: int
 ) -> None:
     if photo_name == "border":
         photo = request.getfixturevalue("astronaut").crop((190, 40, 512, 400))
     else:
         photo = request.getfixturevalue(photo_name)
-    aligned = align_face(photo, detect_faces(photo, dlib_detector)[0], size)
+    aligned = align_face(photo, detect_faces(photo, detector)[0], size)
     mean_difference, mask = _round_trip(photo, aligned)
     assert (mask > 0).sum() > 10_000
     assert mean_difference < 2.0
 
 
 def test_round_trip_through_a_smaller_crop_loses_only_detail(
-    grace: Image.Image, dlib_detector: DlibDetector
+    grace: Image.Image, detector: DlibDetector
 ) -> None:
     # Grace's face spans 327 photo px; a 256 crop cannot hold all its film grain.
-    aligned = align_face(grace, detect_faces(grace, dlib_detector)[0], 256)
+    aligned = align_face(grace, detect_faces(grace, detector)[0], 256)
     mean_difference, _ = _round_trip(grace, aligned)
     assert mean_difference < 4.0
 
 
 def test_edited_crop_lands_inside_the_mask_only(
-    astronaut: Image.Image, dlib_detector: DlibDetector
+    astronaut: Image.Image, detector: DlibDetector
 ) -> None:
-    aligned = align_face(astronaut, detect_faces(astronaut, dlib_detector)[0], 256)
+    aligned = align_face(astronaut, detect_faces(astronaut, detector)[0], 256)
     edited = Image.eval(aligned.image, lambda v: 255 - v).resize((128, 128))  # other model size
     result = np.asarray(paste_back(astronaut, aligned, edited, feather=0.05), dtype=float)
     _save(Image.fromarray(result.astype(np.uint8)), "astronaut_pasted_inverted.png")
@@ -504,9 +461,9 @@ def test_edited_crop_lands_inside_the_mask_only(
 
 
 def test_hard_mask_covers_exactly_the_crop_square(
-    astronaut: Image.Image, dlib_detector: DlibDetector
+    astronaut: Image.Image, detector: DlibDetector
 ) -> None:
-    aligned = align_face(astronaut, detect_faces(astronaut, dlib_detector)[0], 256)
+    aligned = align_face(astronaut, detect_faces(astronaut, detector)[0], 256)
     mask = np.asarray(paste_mask(aligned, feather=0.0)) > 0
     side = np.linalg.norm(aligned.quad[3] - aligned.quad[0])
     assert abs(mask.sum() - side**2) < 4 * side  # area of the square, up to its edge pixels
@@ -519,11 +476,11 @@ def test_hard_mask_covers_exactly_the_crop_square(
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [64, 256, 1024])
 def test_bounded_working_size_matches_ffhq_4096(
-    grace: Image.Image, side_by_side: Image.Image, dlib_detector: DlibDetector, size: int
+    grace: Image.Image, two_faces: Image.Image, detector: DlibDetector, size: int
 ) -> None:
-    big = side_by_side.resize((1902, 1024), Image.Resampling.LANCZOS)  # the ~2 Mpx case
+    big = two_faces.resize((1902, 1024), Image.Resampling.LANCZOS)  # the ~2 Mpx case
     for photo in (grace, big):
-        face = detect_faces(photo, dlib_detector)[0]
+        face = detect_faces(photo, detector)[0]
         fast = np.asarray(align_face(photo, face, size).image, dtype=float)
         reference = np.asarray(align_face(photo, face, size, working_size=4096).image, dtype=float)
         assert np.abs(fast - reference).mean() < 0.5

@@ -37,13 +37,6 @@ STEPS = ["--T-inv", "3", "--T-render", "2"]
 # Fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def detector() -> DlibDetector:
-    detector = DlibDetector()
-    detector.detect(np.zeros((8, 8, 3), np.uint8))
-    return detector
-
-
 @pytest.fixture(autouse=True)
 def _shared_detector(monkeypatch: pytest.MonkeyPatch, detector: DlibDetector) -> None:
     monkeypatch.setattr(facade, "make_detector", lambda *a, **k: detector)

@@ -10,15 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from matplotlib import cbook
 from PIL import Image
-from skimage import data as skimage_data
 
 from diffae_app.align import DlibDetector, align_face, detect_faces, paste_mask
 from diffae_app.data.synthfaces import ATTRIBUTES, HELDOUT_SEED_START, generate
 from diffae_app.errors import RecipeError, StudioError
 from diffae_app.evaluate import DEFAULT_JUDGE_DIR
-from diffae_app.imaging import load_image
 from diffae_app.judge import images_to_tensor, load_judge
 from diffae_app.paste import PASTE_MODES, check_paste_mode, detail_crop, paste_change
 from diffae_app.session import Recipe
@@ -27,21 +24,6 @@ from diffae_app.studio import Studio
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 T_INV, T_RENDER = 5, 4  # tiny step counts where only exactness is checked
-
-
-@pytest.fixture(scope="module")
-def detector() -> DlibDetector:
-    return DlibDetector()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def grace() -> Image.Image:
-    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from matplotlib import cbook
 from PIL import Image
-from skimage import data as skimage_data
 
 from diffae_app.align import DlibDetector, NoFaceFound
 from diffae_app.checkpoints import CheckpointError
@@ -49,37 +46,13 @@ from diffae_app.studio import (
     write_strip,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "no_network")
 
 T_INV, T_RENDER = 5, 4  # tiny step counts: the tests check exactness, not quality
 
 
 # ------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing here may reach the network (models, detectors and photos are all local)."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("the test suite must not touch the network")
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads the variable once, at import; another test module may have
-    # imported it already without the variable, so set the parsed flag too.
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture(scope="module")
-def detector() -> DlibDetector:
-    detector = DlibDetector()
-    detector.detect(np.zeros((8, 8, 3), np.uint8))  # load the model once, in setup
-    return detector
 
 
 @pytest.fixture(scope="module", params=["tiny32", "synthfaces64"])
@@ -95,26 +68,6 @@ def studio(request: pytest.FixtureRequest, detector: DlibDetector) -> Studio:
 @pytest.fixture(scope="module")
 def tiny_studio(studio_bundle: Path, detector: DlibDetector) -> Studio:
     return Studio.load(studio_bundle, device="cpu", detector=detector)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def grace() -> Image.Image:
-    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-@pytest.fixture(scope="module")
-def two_faces(astronaut: Image.Image, grace: Image.Image) -> Image.Image:
-    """Both sample photos side by side at the same height (951×512)."""
-    scaled = grace.resize((round(grace.width * 512 / grace.height), 512), Image.Resampling.LANCZOS)
-    pair = Image.new("RGB", (astronaut.width + scaled.width, 512))
-    pair.paste(astronaut, (0, 0))
-    pair.paste(scaled, (astronaut.width, 0))
-    return pair
 
 
 def _face(seed: int, studio: Studio) -> Image.Image:
