@@ -14,7 +14,6 @@ from diffae_app.diffusion import (
     ddim_sample,
     ddim_timesteps,
     eps_loss,
-    face_region_weights,
     make_betas,
     make_schedule,
     p2_weights,
@@ -183,18 +182,6 @@ def test_x0_weights_turn_the_eps_loss_into_a_capped_x0_loss() -> None:
     assert torch.allclose(w[~uncapped], w[-1])  # the cap: flat over the noisiest steps
     with pytest.raises(ValueError, match="cap > 0"):
         x0_weights(full, 0.0)
-
-
-def test_face_region_weights_favour_the_small_features_and_keep_mean_one() -> None:
-    torch.testing.assert_close(face_region_weights(64, 0.0), torch.ones(64, 64))
-    w = face_region_weights(64, 4.0)
-    assert w.mean().item() == pytest.approx(1.0, abs=1e-5)
-    torch.testing.assert_close(w, w.flip(1))  # symmetric: horizontal flips keep the map
-    mouth, left_eye, cheek = w[46, 32], w[30, 24], w[38, 20]  # (y, x) at 64 px
-    corner, forehead = w[2, 2], w[16, 32]
-    assert min(mouth, left_eye, cheek) > 4 * max(corner, forehead)
-    with pytest.raises(ValueError, match=">= 0"):
-        face_region_weights(64, -1.0)
 
 
 def test_eps_loss_weighs_each_pixel_by_the_map() -> None:

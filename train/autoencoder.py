@@ -25,13 +25,7 @@ from torch import nn
 
 from diffae_app.checkpoints import CheckpointError
 from diffae_app.config import AutoencoderConfig, ModelConfig, preset
-from diffae_app.diffusion import (
-    eps_loss,
-    face_region_weights,
-    make_schedule,
-    p2_weights,
-    x0_weights,
-)
+from diffae_app.diffusion import eps_loss, make_schedule, p2_weights, x0_weights
 from diffae_app.metrics import psnr_db
 from diffae_app.models import AutoencoderNet
 from diffae_app.training.cli import (
@@ -42,6 +36,7 @@ from diffae_app.training.cli import (
 )
 from diffae_app.training.data import BatchReader, DatasetError, open_dataset
 from diffae_app.training.export import ExportError, export_autoencoder
+from diffae_app.training.face_regions import face_region_weights
 from diffae_app.training.loop import train
 from diffae_app.training.state import TrainingStateError
 

@@ -5,7 +5,6 @@ from .ddim import ddim_invert, ddim_sample
 from .dpm_solver import ddim_invert_extrapolated, dpmpp_2m_invert, dpmpp_2m_sample
 from .losses import (
     eps_loss,
-    face_region_weights,
     p2_weights,
     q_sample,
     sample_timesteps,
@@ -22,7 +21,6 @@ __all__ = [
     "dpmpp_2m_invert",
     "dpmpp_2m_sample",
     "eps_loss",
-    "face_region_weights",
     "make_betas",
     "make_schedule",
     "network_timesteps",

@@ -78,7 +78,7 @@ def eps_loss(
     """Per-sample eps-prediction loss (B,): mean over non-batch dims of (eps - eps_hat)^2 or |.|.
 
     'mse' is the autoencoder's loss, 'l1' the latent DPM's. `pixel_weights`, an (H, W) map
-    with mean 1, weighs each pixel's error (see `face_region_weights`); None weighs them alike.
+    with mean 1, weighs each pixel's error (e.g. `training.face_regions`); None weighs them alike.
     """
     x_t = q_sample(schedule, x_0, t, noise)
     pred = model(x_t, t) if cond is None else model(x_t, t, cond)
@@ -92,38 +92,3 @@ def eps_loss(
     if pixel_weights is not None:
         per_elem = per_elem * pixel_weights.to(per_elem.device)
     return per_elem.flatten(1).mean(1)
-
-
-# Centres and spreads (fractions of the image side, x right, y down) of the small facial
-# features in an FFHQ-aligned crop: both eyes, the mouth, both cheeks. The aligner puts the eyes
-# at about (0.375, 0.475) and (0.625, 0.475) and the mouth at about (0.5, 0.725) for every photo,
-# so one fixed map covers every training image; it is left-right symmetric, so flips keep it.
-_FACE_REGIONS = (
-    # (x, y, sigma_x, sigma_y)
-    (0.375, 0.475, 0.06, 0.04),
-    (0.625, 0.475, 0.06, 0.04),
-    (0.5, 0.725, 0.09, 0.05),
-    (0.31, 0.6, 0.05, 0.05),
-    (0.69, 0.6, 0.05, 0.05),
-)
-
-
-def face_region_weights(size: int, strength: float) -> torch.Tensor:
-    """A (size, size) pixel-weight map 1 + strength x (Gaussian bumps on the eyes, mouth and
-    cheeks), normalised to mean 1.
-
-    A mouth is about 1% of a 64-px face's pixels, so a per-pixel loss barely notices whether the
-    decoder drew it smiling or open; at the noisy timesteps where only z_sem can say so, that
-    error costs too little for the encoder to carry it. Raising those pixels' weight makes the
-    small features worth encoding. strength 0 is the uniform (official) weighting.
-    """
-    if strength < 0:
-        raise ValueError(f"the face-region weight must be >= 0, got {strength}")
-    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
-    y, x = torch.meshgrid(centres, centres, indexing="ij")
-    bumps = torch.zeros(size, size, dtype=torch.float64)
-    for cx, cy, sx, sy in _FACE_REGIONS:
-        bump = torch.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
-        bumps = torch.maximum(bumps, bump)
-    weights = 1.0 + strength * bumps
-    return (weights / weights.mean()).float()
