@@ -203,6 +203,25 @@ def bundled_model_dir() -> Path:
     return BUNDLED_MODEL_DIR
 
 
+# `studio`: a Studio on the tiny bundle, then on the bundled model (skipped while it is not
+# built); `tiny_studio`: the tiny one alone. Module scope: a module's tests share its caches.
+
+
+@pytest.fixture(scope="module", params=["tiny32", "synthfaces64"])
+def studio(request: pytest.FixtureRequest, detector):
+    from diffae_app.studio import Studio
+
+    name = "studio_bundle" if request.param == "tiny32" else "bundled_model_dir"
+    return Studio.load(request.getfixturevalue(name), device="cpu", detector=detector)
+
+
+@pytest.fixture(scope="module")
+def tiny_studio(studio_bundle: Path, detector):
+    from diffae_app.studio import Studio
+
+    return Studio.load(studio_bundle, device="cpu", detector=detector)
+
+
 # --------------------------------------------------------------------------- photos, detector
 # `astronaut`, `grace`: the real test photos, read from installed packages (never committed).
 # `two_faces`: both side by side. `detector`: one dlib detector for the whole session (its

@@ -26,17 +26,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 T_INV, T_RENDER = 5, 4  # tiny step counts where only exactness is checked
 
 
-@pytest.fixture(scope="module")
-def tiny_studio(studio_bundle, detector: DlibDetector) -> Studio:
-    return Studio.load(studio_bundle, device="cpu", detector=detector)
-
-
-@pytest.fixture(scope="module", params=["tiny32", "synthfaces64"])
-def studio(request: pytest.FixtureRequest, detector: DlibDetector) -> Studio:
-    name = "studio_bundle" if request.param == "tiny32" else "bundled_model_dir"
-    return Studio.load(request.getfixturevalue(name), device="cpu", detector=detector)
-
-
 def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 

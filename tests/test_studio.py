@@ -55,21 +55,6 @@ T_INV, T_RENDER = 5, 4  # tiny step counts: the tests check exactness, not quali
 # Fixtures
 
 
-@pytest.fixture(scope="module", params=["tiny32", "synthfaces64"])
-def studio(request: pytest.FixtureRequest, detector: DlibDetector) -> Studio:
-    """A Studio on the tiny test bundle, then on the bundled model (if it exists)."""
-    if request.param == "tiny32":
-        folder = request.getfixturevalue("studio_bundle")
-    else:
-        folder = request.getfixturevalue("bundled_model_dir")
-    return Studio.load(folder, device="cpu", detector=detector)
-
-
-@pytest.fixture(scope="module")
-def tiny_studio(studio_bundle: Path, detector: DlibDetector) -> Studio:
-    return Studio.load(studio_bundle, device="cpu", detector=detector)
-
-
 def _face(seed: int, studio: Studio) -> Image.Image:
     return Image.fromarray(generate(seed, studio.image_size)[0])
 
