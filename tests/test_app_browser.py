@@ -1,6 +1,6 @@
 """The studio in a real browser: Debian's Chromium driven by Python playwright.
 
-Recipe (see ../shared/NOTES.md): ``apt-get install chromium chromium-driver``, playwright's
+Recipe (scripts/test.sh sets it up): ``apt-get install chromium chromium-driver``, playwright's
 Python package, ``executable_path=/usr/bin/chromium``; never ``playwright install``. The app
 is ``python app.py`` itself (analytics off, HF offline). Results are checked on the images the
 page shows (``<img>`` natural size) and on downloaded files, never on status text alone.
