@@ -244,6 +244,25 @@ class DiffAE:
         other.config = self.config.replace(sampler=sampler)
         return other
 
+    def with_precision(self, precision: str) -> DiffAE:
+        """A converted copy of this float32 model in `precision` (this one is unchanged): the
+        same tensors as loading its files in `precision`, without reading them again."""
+        if precision == self.precision:
+            return self
+        if self.precision != "float32":
+            raise ValueError(f"convert from a float32 model, not from {self.precision}")
+        return DiffAE.from_state(
+            self.config,
+            self.autoencoder.state_dict(),
+            latent_state=self.latent_net.state_dict() if self.latent_net is not None else None,
+            z_mean=self.z_mean,
+            z_std=self.z_std,
+            classifiers=self.classifiers,
+            source=self.source,
+            device=self.device,
+            precision=precision,
+        )
+
     @property
     def has_latent_dpm(self) -> bool:
         return self.latent_net is not None

@@ -340,6 +340,30 @@ def test_save_and_load_pretrained_is_bit_exact(tiny_model: DiffAE, tmp_path: Pat
     assert torch.equal(loaded.encode(x), m.encode(x))
 
 
+def test_with_precision_equals_loading_in_that_precision(
+    tiny_model: DiffAE, tmp_path: Path
+) -> None:
+    folder = tiny_model.save_pretrained(tmp_path / "bundle")
+    loaded = DiffAE.from_pretrained(folder, precision="bfloat16")
+    converted = DiffAE.from_pretrained(folder).with_precision("bfloat16")
+    assert converted.precision == "bfloat16" and converted.memory_format == loaded.memory_format
+    for a, b in (
+        (converted.autoencoder, loaded.autoencoder),
+        (converted.latent_net, loaded.latent_net),
+    ):
+        ours, theirs = a.state_dict(), b.state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(
+            ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]) for k in ours
+        )
+    assert tiny_model.precision == "float32"  # the original is untouched
+    assert next(tiny_model.autoencoder.parameters()).dtype == torch.float32
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(converted.encode(x), loaded.encode(x))
+    with pytest.raises(ValueError, match="from a float32 model"):
+        loaded.with_precision("float16")
+
+
 @pytest.fixture()
 def bundle_dir(tiny_config, tmp_path: Path) -> Path:
     return _random_model(tiny_config()).save_pretrained(tmp_path / "bundle")

@@ -710,3 +710,29 @@ def test_auto_precision_is_measured_and_explained(studio_bundle: Path) -> None:
         assert choice.psnr_db is not None and f"{choice.psnr_db:.1f} dB" in choice.reason
         assert (choice.precision == "bfloat16") == (choice.psnr_db >= MIN_BF16_PSNR_DB)
     assert Studio.load(studio_bundle, device="cpu").precision_choice is None
+
+
+def test_auto_precision_converts_the_loaded_model_where_bf16_is_native(
+    studio_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bf16 branch on any CPU: the flag check says yes, the fidelity probe decides, and
+    the bf16 candidate is converted from the float32 model, not read from disk again."""
+    from diffae_app.studio import loading
+
+    monkeypatch.setattr(loading, "native_bf16", lambda device: "AMX")
+    reads = []
+    real_load_model = loading.load_model
+    monkeypatch.setattr(
+        loading,
+        "load_model",
+        lambda *a, **k: reads.append(k["precision"]) or real_load_model(*a, **k),
+    )
+    studio = Studio.load(studio_bundle, device="cpu", precision="auto")
+    choice = studio.precision_choice
+    assert reads == ["float32"]
+    assert choice is not None and choice.psnr_db is not None
+    assert f"{choice.psnr_db:.1f} dB" in choice.reason
+    assert (choice.precision == "bfloat16") == (choice.psnr_db >= MIN_BF16_PSNR_DB)
+    if choice.precision == "bfloat16":
+        assert "AMX runs it natively" in choice.reason
+    assert studio.precision == choice.precision

@@ -96,12 +96,12 @@ def load_model(
 def load_auto_precision(
     spec: str | os.PathLike, *, revision: str | None, device: torch.device
 ) -> tuple[DiffAE, str, PrecisionChoice]:
-    """Load in float32, and in bf16 where the hardware has it; keep bf16 if it is faithful."""
+    """Load in float32, convert to bf16 where the hardware has it; keep bf16 if it is faithful."""
     model, model_id = load_model(spec, revision=revision, device=device, precision="float32")
     hardware = native_bf16(device)
     if hardware is None:
         return model, model_id, PrecisionChoice("float32", f"float32: no native bf16 on {device}")
-    fast, _ = load_model(spec, revision=revision, device=device, precision="bfloat16")
+    fast = model.with_precision("bfloat16")
     agreement = fidelity_db(model, fast)
     if agreement >= MIN_BF16_PSNR_DB:
         reason = f"bfloat16: {hardware} runs it natively; renders agree with float32 at "
