@@ -159,6 +159,10 @@ class AutoencoderStage:
         t = torch.randint(0, self.config.diffusion.num_timesteps, (n,), generator=generator)
         noise = self.training_noise(x_0.shape, generator)
         x_0, t, noise = x_0.to(device), t.to(device), noise.to(device)
+        if self.loss_weights.device != device:  # moved once, at the first step on a GPU
+            self.loss_weights = self.loss_weights.to(device)
+            if self.pixel_weights is not None:
+                self.pixel_weights = self.pixel_weights.to(device)
         if self.channels_last:
             x_0, noise = (
                 x_0.contiguous(memory_format=torch.channels_last),
@@ -177,7 +181,7 @@ class AutoencoderStage:
             loss=self.config.diffusion.loss,
             pixel_weights=self.pixel_weights,
         )
-        return (per_sample * self.loss_weights.to(device)[t]).mean()
+        return (per_sample * self.loss_weights[t]).mean()
 
     @torch.no_grad()
     def log_samples(self, ema: nn.Module, writer: Any, step: int) -> dict[str, float]:
