@@ -36,9 +36,14 @@ TINY = EvalOptions(
 def test_calibrated_strengths_separate_the_classes(bundled_model_dir) -> None:
     model = DiffAE.from_pretrained(bundled_model_dir)
     classifier = next(iter(model.classifiers.values()))
-    full = calibrate_full_strengths(model, classifier, num_faces=60, batch_size=30)
+    # 200 faces: attributes the model barely encodes (classifier AUROC 0.6-0.75) have class
+    # means only ~0.01-0.05 apart, so 60 faces left two of them on the wrong side.
+    full = calibrate_full_strengths(model, classifier, num_faces=200, batch_size=50)
     assert set(full) <= set(ATTRIBUTES) and len(full) >= 10
-    # Positives project further along the classifier's direction than negatives.
+    # Positives project further along the classifier's direction than negatives: always for
+    # the attributes the classifier separates well, nearly always for the rest.
+    encoded = [n for n in full if classifier.metrics[n]["auroc"] >= 0.9]
+    assert len(encoded) >= 8 and all(full[n] > 0 for n in encoded)
     assert sum(v > 0 for v in full.values()) >= len(full) - 1
 
 
